@@ -1,0 +1,1 @@
+"""Media: frames, Opus, resampling, VAD, ASR, SFrame and fixture sources. No HTTP, storage or users here."""
