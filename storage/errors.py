@@ -15,3 +15,27 @@ class StorageUnavailableError(StorageError):
 
 class KeyError_(StorageError):
     """A wrapped key cannot be unwrapped (unknown KEK id/version, or it failed authentication)."""
+
+
+class KeyDestroyedError(KeyError_):
+    """The track's wrapped key was destroyed (crypto-shredded); its recording cannot be decrypted."""
+
+
+class KeyFileError(StorageError):
+    """The local KEK file is unsafe (group/other permission bits) or unreadable."""
+
+
+class InvalidIdError(StorageError, ValueError):
+    """A call id, track number or org id that is not well-formed (never reaches a path or a query)."""
+
+
+class ConflictError(StorageError):
+    """A write that would change an existing record (a different call, track key or utterance, same id)."""
+
+
+class SchemaError(StorageError):
+    """The database schema is not the version this worker needs (run `converse-worker migrate`)."""
+
+
+class StoreClosedError(StorageError):
+    """The store was closed."""

@@ -1,0 +1,110 @@
+"""Opus encode/decode of 20 ms frames (PyAV's libopus) and Ogg Opus / WAV writing for export."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from media.frames import FRAME_SAMPLES, SAMPLE_RATE
+
+_TIME_BASE = Fraction(1, SAMPLE_RATE)
+
+
+class OpusError(Exception):
+    """An Opus payload could not be encoded or decoded (message carries sizes only)."""
+
+
+class OpusEncoder:
+    """Encodes 960-sample 48 kHz mono s16 frames to one Opus packet each (what a WebRTC sender emits)."""
+
+    __slots__ = ("_ctx", "_pts")
+
+    def __init__(self, bitrate: int = 32_000) -> None:
+        ctx = av.CodecContext.create("libopus", "w")
+        ctx.sample_rate = SAMPLE_RATE
+        ctx.layout = "mono"
+        ctx.format = "s16"
+        ctx.bit_rate = bitrate
+        ctx.time_base = _TIME_BASE
+        ctx.options = {"frame_duration": "20", "application": "voip"}
+        ctx.open()
+        self._ctx = ctx
+        self._pts = 0
+
+    def encode(self, pcm: bytes) -> bytes:
+        if len(pcm) != FRAME_SAMPLES * 2:
+            raise OpusError(f"expected {FRAME_SAMPLES * 2} bytes of PCM, got {len(pcm)}")
+        frame = av.AudioFrame.from_ndarray(
+            np.frombuffer(pcm, dtype=np.int16).reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = self._pts
+        frame.time_base = _TIME_BASE
+        self._pts += FRAME_SAMPLES
+        packets = self._ctx.encode(frame)
+        # libopus has a fixed look-ahead but emits exactly one packet per 20 ms frame after the first.
+        return b"".join(bytes(p) for p in packets)
+
+
+class OpusDecoder:
+    """Decodes Opus packets (mono or stereo, as WebRTC sends) to 48 kHz mono s16 PCM."""
+
+    __slots__ = ("_ctx",)
+
+    def __init__(self) -> None:
+        self._ctx = av.CodecContext.create("opus", "r")
+        self._ctx.sample_rate = SAMPLE_RATE
+        self._ctx.layout = "stereo"
+        self._ctx.format = "s16"
+
+    def decode(self, payload: bytes) -> bytes:
+        if not payload:
+            return b""
+        try:
+            frames = self._ctx.decode(av.Packet(payload))
+        except (av.error.FFmpegError, ValueError) as exc:  # garbage payloads must not end the call
+            raise OpusError(f"undecodable Opus packet of {len(payload)} bytes") from exc
+        out: list[np.ndarray] = []
+        for frame in frames:
+            arr = frame.to_ndarray()
+            if frame.format.is_planar:
+                pcm = arr.astype(np.int32).mean(axis=0) if arr.shape[0] > 1 else arr[0]
+            else:
+                channels = len(frame.layout.channels)
+                inter = arr.reshape(-1, channels)
+                pcm = inter.astype(np.int32).mean(axis=1) if channels > 1 else inter[:, 0]
+            if frame.format.name.startswith("flt"):
+                pcm = np.clip(np.asarray(pcm, dtype=np.float32) * 32767.0, -32768, 32767)
+            out.append(np.asarray(pcm).astype(np.int16))
+        return b"".join(a.tobytes() for a in out)
+
+
+def write_ogg_opus(path: Path, packets: list[tuple[int, bytes]]) -> None:
+    """Mux Opus packets (timestamp in 48 kHz samples, payload) into an Ogg Opus file without re-encoding."""
+    with av.open(str(path), "w", format="ogg") as out:
+        stream = out.add_stream("libopus", rate=SAMPLE_RATE)
+        stream.codec_context.layout = "mono"
+        stream.codec_context.format = "s16"
+        stream.codec_context.time_base = _TIME_BASE
+        stream.time_base = _TIME_BASE
+        stream.codec_context.open()  # fills extradata (OpusHead) the Ogg muxer needs
+        for ts, payload in packets:
+            pkt = av.Packet(payload)
+            pkt.pts = ts
+            pkt.dts = ts
+            pkt.time_base = _TIME_BASE
+            pkt.stream = stream
+            out.mux(pkt)
+
+
+def write_wav(path: Path, pcm: bytes, sample_rate: int = SAMPLE_RATE) -> None:
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm)

@@ -1,0 +1,32 @@
+"""Payment card numbers: 13-19 digits, Luhn-checked (ISO/IEC 7812-1 Annex B)."""
+
+from __future__ import annotations
+
+import re
+
+from redact.context import Cue
+
+# Issuer prefixes of the networks a caller names (Visa, Mastercard incl. 2-series, Amex, Discover, JCB,
+# Diners, UnionPay): a Luhn-failing number is still a card when the speaker calls it one and it starts so.
+_NETWORK_RE = re.compile(r"4|5[1-5]|2[2-7]|3[47]|35|3[068]|6011|64[4-9]|65|62")
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def is_card(digits: str, cue: Cue | None) -> bool:
+    """A card if Luhn-valid in any context (fail closed), or Luhn-invalid but called a card."""
+    if not 13 <= len(digits) <= 19 or digits[0] == "0":
+        return False
+    if luhn_valid(digits):
+        return True
+    return cue is Cue.CARD and _NETWORK_RE.match(digits) is not None

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Set-up on a fresh machine (Python 3.11): a virtual environment inside the repo with every Python
+# dependency pinned in pyproject.toml. With --test, also the Debian tools the end-to-end tests drive
+# (Chromium + ChromeDriver, espeak-ng, sox, PostgreSQL) when they are missing. Idempotent and quiet.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[[ "${1:-}" == "--test" ]] && want_test=1
+
+PY=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.converse-installed
+extras="scale"
+[[ $want_test == 1 ]] && extras="scale,dev"
+if [[ ! -f $stamp ]] || [[ pyproject.toml -nt $stamp ]] || ! grep -qx "$extras" "$stamp"; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[${extras}]"
+  echo "$extras" > "$stamp"
+fi
+
+if [[ $want_test == 1 ]]; then
+  missing=()
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v chromedriver >/dev/null || missing+=(chromium-driver)
+  command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+  command -v sox >/dev/null || missing+=(sox)
+  command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
+  if (( ${#missing[@]} )); then
+    echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
+    SUDO=""; [[ $(id -u) != 0 ]] && SUDO="sudo"
+    $SUDO apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}" >/dev/null
+  fi
+fi

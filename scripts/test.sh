@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up, lint, types, tests (slow end-to-end ones included).
+# Pass pytest arguments through, e.g. `scripts/test.sh -m "not slow"` for the quick loop.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh --test
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+exec .venv/bin/pytest "$@"

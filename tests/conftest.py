@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "data"
+    return d
+
+
+@pytest.fixture
+def kek_file(tmp_path: Path) -> Path:
+    return tmp_path / "keys" / "kek.json"

@@ -1,0 +1,83 @@
+"""Helpers shared by tests: running the CLI, PHI canaries, and the CI rule for missing tools."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "fixtures"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def need(condition: bool, what: str) -> None:
+    """Skip locally when a tool/server is missing; in CI a missing one is a failure, never a skip."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI")
+    pytest.skip(f"{what} not available")
+
+
+def cli_env(data_dir: Path, kek: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVERSE_")}
+    env.update(
+        CONVERSE_DATA_DIR=str(data_dir),
+        CONVERSE_KEK_FILE=str(kek),
+        CONVERSE_ASR_THREADS="2",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def run_cli(args: list[str], env: Mapping[str, str], *, check: bool = True, timeout: float = 300,
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "worker", *args],
+        env=dict(env), capture_output=True, text=True, timeout=timeout, input=stdin, cwd=REPO,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"converse-worker {' '.join(args)} -> {proc.returncode}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip().startswith("{")]
+
+
+def written_forms(value: str) -> set[str]:
+    """Forms of a PHI value that must not appear in any file: as given, digits only, digit groups."""
+    forms = {value, value.lower()}
+    digits = re.sub(r"\D", "", value)
+    if len(digits) >= 7:
+        forms.add(digits)
+        forms.add("-".join([digits[:3], digits[3:6], digits[6:]]))
+        forms.add(" ".join(digits[i : i + 4] for i in range(0, len(digits), 4)))
+    return {f for f in forms if f}
+
+
+def scan_tree(root: Path, needles: Iterable[str]) -> list[str]:
+    """Every (file, needle) where a needle occurs in a file under root, as UTF-8 or UTF-16 bytes."""
+    hits: list[str] = []
+    pats = []
+    for n in needles:
+        for enc in ("utf-8", "utf-16-le"):
+            pats.append((n, n.encode(enc)))
+    for path in root.rglob("*"):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        low = data.lower()
+        for n, p in pats:
+            if p in data or p.lower() in low:
+                hits.append(f"{path.relative_to(root)}: {n!r}")
+    return hits

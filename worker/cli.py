@@ -1,0 +1,179 @@
+"""`converse-worker` command line. Each subcommand lives in its own module; this file only parses.
+
+Failures print one line `error: ...` to stderr and exit non-zero (2 for usage, 1 otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from worker.config import add_settings
+
+STORAGE = ("data-dir", "kek-file", "database-url", "object-store-url", "org-id", "log-format", "log-level")
+ASR = ("model-path", "asr-threads", "asr-mode")
+
+
+class CommandError(Exception):
+    """A command failed for a reason the user can act on; printed as one line."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="converse-worker", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="take WebRTC calls over WHIP, with admin API, health and metrics")
+    add_settings(s)
+    s.add_argument("--partials", action="store_true", help="compute interim transcripts for the live view")
+
+    r = sub.add_parser("replay", help="run call fixtures through the pipeline")
+    add_settings(r, STORAGE + ASR)
+    r.add_argument("fixtures", nargs="+", help="audio file or directory of track files")
+    r.add_argument("--json", action="store_true", help="one JSON object per line")
+    r.add_argument("--realtime", action="store_true", help="pace input at real time")
+    r.add_argument("--concurrency", type=int, default=1, help="fixtures replayed at once (one shared model)")
+
+    c = sub.add_parser("call", help="send a fixture to a running worker over WHIP")
+    c.add_argument("url", help="worker base URL or its /whip endpoint, e.g. http://127.0.0.1:8080")
+    c.add_argument("fixture")
+    c.add_argument("--token", default=None, help="bearer token (env CONVERSE_API_TOKEN)")
+    c.add_argument("--json", action="store_true")
+    c.add_argument("--tail", type=float, default=1.5, help="seconds of silence sent after the fixture")
+    c.add_argument("--sframe-key", default=None, help="base64url SFrame base key: send E2EE frames")
+    c.add_argument("--kid", type=int, default=1, help="SFrame key id")
+    c.add_argument("--suite", type=int, default=4, help="SFrame cipher suite (4 = AES_128_GCM_SHA256_128)")
+
+    d = sub.add_parser("redact", help="redact PHI from stdin lines to stdout")
+    d.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="runtime PHI variable")
+
+    t = sub.add_parser("transcripts", help="stored (redacted) transcripts")
+    tsub = t.add_subparsers(dest="action", required=True)
+    tl = tsub.add_parser("list")
+    add_settings(tl, STORAGE)
+    tl.add_argument("--json", action="store_true")
+    ts = tsub.add_parser("show")
+    add_settings(ts, STORAGE)
+    ts.add_argument("call_id")
+    ts.add_argument("--json", action="store_true")
+    for x in (tl, ts):
+        x.add_argument("--token", default=None, help="bearer JWT with mfa (env CONVERSE_TOKEN); see `token`")
+
+    e = sub.add_parser("export", help="unseal a track into a playable file")
+    add_settings(e, STORAGE)
+    e.add_argument("--call", required=True, dest="call_id")
+    e.add_argument("--track", type=int, default=0)
+    e.add_argument("-o", "--output", required=True)
+    e.add_argument("--format", choices=("ogg", "wav"), default=None, help="default: from the file suffix")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--token", default=None, help="bearer JWT with mfa (env CONVERSE_TOKEN)")
+
+    k = sub.add_parser("keys", help="key-encryption keys")
+    ksub = k.add_subparsers(dest="action", required=True)
+    for name, help_ in (("rotate", "new KEK version; re-wrap every stored track key"), ("status", "KEK versions")):
+        kk = ksub.add_parser(name, help=help_)
+        add_settings(kk, STORAGE)
+        kk.add_argument("--json", action="store_true")
+
+    m = sub.add_parser("migrate", help="apply database schema migrations")
+    add_settings(m, STORAGE)
+
+    a = sub.add_parser("audit", help="tamper-evident audit log")
+    asub = a.add_subparsers(dest="action", required=True)
+    for name in ("verify", "checkpoint", "show", "prove"):
+        aa = asub.add_parser(name)
+        add_settings(aa, STORAGE)
+        aa.add_argument("--json", action="store_true")
+        if name == "show":
+            aa.add_argument("--limit", type=int, default=50)
+        if name == "prove":
+            aa.add_argument("seq", type=int)
+
+    rt = sub.add_parser("retention", help="delete recordings and transcripts past the retention period")
+    rsub = rt.add_subparsers(dest="action", required=True)
+    rr = rsub.add_parser("run")
+    add_settings(rr, STORAGE)
+    rr.add_argument("--json", action="store_true")
+    rr.add_argument("--now", default=None, help="pretend it is this UTC time (ISO 8601), for tests and drills")
+
+    tk = sub.add_parser("token", help="identities for the embedded issuer")
+    tksub = tk.add_subparsers(dest="action", required=True)
+    ti = tksub.add_parser("issue")
+    ti.add_argument("--user", required=True)
+    ti.add_argument("--email", required=True)
+    ti.add_argument("--org", default="default")
+    ti.add_argument("--role", required=True, choices=("owner", "admin", "support", "viewer"))
+    ti.add_argument("--totp", default=None, help="current TOTP code (required for enrolled users)")
+    ti.add_argument("--ttl", type=int, default=900)
+    te = tksub.add_parser("enroll")
+    te.add_argument("--user", required=True)
+    for x in (ti, te):
+        add_settings(x, STORAGE)
+        x.add_argument("--json", action="store_true")
+    return p
+
+
+def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], Coroutine[Any, Any, int]]:
+    cmd = args.command
+    if cmd == "replay":
+        from worker.cmd_replay import run as replay
+
+        return replay
+    if cmd == "serve":
+        from worker.cmd_serve import run as serve
+
+        return serve
+    if cmd == "call":
+        from worker.cmd_call import run as call
+
+        return call
+    if cmd == "redact":
+        from worker.cmd_redact import run as redact
+
+        return redact
+    if cmd in ("transcripts", "export"):
+        from worker.cmd_read import export, transcripts
+
+        return transcripts if cmd == "transcripts" else export
+    if cmd in ("keys", "migrate", "retention"):
+        from worker.cmd_admin import keys, migrate, retention
+
+        return {"keys": keys, "migrate": migrate, "retention": retention}[cmd]
+    if cmd in ("audit", "token"):
+        from worker.cmd_access import audit, token
+
+        return audit if cmd == "audit" else token
+    raise CommandError(f"unknown command {cmd!r}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if getattr(args, "log_format", None) is not None or args.command in ("serve", "call", "redact"):
+        from worker.logs import configure
+
+        configure(json=getattr(args, "log_format", "json") != "console", level=_level(args))
+    try:
+        return asyncio.run(_handler(args)(args))
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the last line of defence: one line, no traceback, no data
+        from storage.errors import StorageError
+
+        if isinstance(exc, StorageError | OSError | ValueError):
+            print(f"error: {exc}", file=sys.stderr)
+        else:
+            print(f"error: unexpected {type(exc).__name__}", file=sys.stderr)
+        return 1
+
+
+def _level(args: argparse.Namespace) -> int:
+    import logging
+
+    name = str(getattr(args, "log_level", "info") or "info").upper()
+    return int(getattr(logging, name, logging.INFO))

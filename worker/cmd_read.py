@@ -1,0 +1,132 @@
+"""`transcripts` and `export`: the CLI's PHI reads. Both pass the access check and leave an audit entry."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from media.opus import OpusDecoder, OpusError, write_ogg_opus, write_wav
+from media.recording import RecordingError, RecordingHeader, RecordingIntegrityError, read_recording
+from storage.errors import NotFoundError
+from worker.cli import CommandError
+from worker.cli_access import cli_guard
+from worker.runtime import open_runtime
+from storage.keys import track_key_context
+
+
+async def transcripts(args: argparse.Namespace) -> int:
+    async with open_runtime(args) as rt:
+        store = rt.stores.transcripts
+        if args.action == "list":
+            async with cli_guard(args, rt, "list_calls", "calls"):
+                calls = await store.list_calls()
+            for c in calls:
+                row = {
+                    "call_id": c.call_id,
+                    "org_id": c.org_id,
+                    "source": c.source,
+                    "fixture": c.fixture,
+                    "started_at": c.started_at,
+                    "ended_at": c.ended_at,
+                    "status": c.status,
+                }
+                if args.json:
+                    print(json.dumps(row))
+                else:
+                    print(f"{c.call_id}  {c.started_at}  {c.status:7}  {c.source:6}  {c.fixture or ''}")
+            return 0
+        async with cli_guard(args, rt, "read_transcripts", f"call/{args.call_id}/transcript"):
+            try:
+                await store.get_call(args.call_id)
+            except NotFoundError:
+                raise CommandError(f"no call {args.call_id}") from None
+            utts = await store.get_utterances(args.call_id)
+        for u in utts:
+            if args.json:
+                print(
+                    json.dumps(
+                        {
+                            "call_id": u.call_id,
+                            "track": u.track,
+                            "start": u.start,
+                            "end": u.end,
+                            "text": u.text,
+                            "committed_at": u.committed_at,
+                        },
+                        ensure_ascii=False,
+                    )
+                )
+            else:
+                print(f"[t{u.track} {u.start:7.2f}-{u.end:7.2f}] {u.text}")
+        return 0
+
+
+async def export(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    fmt = args.format or ("wav" if out.suffix.lower() == ".wav" else "ogg")
+    resource = f"call/{args.call_id}/track/{args.track}/recording"
+    async with open_runtime(args) as rt:
+        store = rt.stores.transcripts
+        async with cli_guard(args, rt, "export_recordings", resource):
+            try:
+                call = await store.get_call(args.call_id)
+                info = await store.get_track(args.call_id, args.track)
+                data = await rt.stores.recordings.read_track(args.call_id, args.track)
+            except NotFoundError as exc:
+                raise CommandError(str(exc)) from None
+
+            def key_for(header: RecordingHeader) -> bytes:
+                if header.call_id != args.call_id or header.track != args.track:
+                    raise RecordingIntegrityError(
+                        f"header: recording belongs to call {header.call_id} track {header.track}"
+                    )
+                return rt.keys.unwrap(info.wrapped_key, track_key_context(args.call_id, args.track))
+
+            try:
+                contents = read_recording(data, key_for)
+            except RecordingError as exc:
+                raise CommandError(f"call {args.call_id} track {args.track}: {exc}") from None
+        frames = contents.frames
+        note = None
+        if not contents.complete:
+            if call.status == "ended" and len(frames) < info.frames_sealed:
+                # The call ended cleanly, so a short recording is tampering, not a crash.
+                raise CommandError(
+                    f"call {args.call_id} track {args.track}: recording truncated after record "
+                    f"{len(frames) - 1}: {info.frames_sealed} records were sealed"
+                )
+            note = f"recording truncated after record {len(frames) - 1} (call did not end cleanly)"
+        if fmt == "ogg":
+            write_ogg_opus(out, [(ts, payload) for ts, payload in frames])
+        else:
+            dec = OpusDecoder()
+            pcm = bytearray()
+            expected = 0
+            for ts, payload in frames:
+                if ts > expected:  # a gap (lost frames) is silence in the WAV, keeping the timeline
+                    pcm += bytes((ts - expected) * 2)
+                try:
+                    pcm += dec.decode(payload)
+                except OpusError:
+                    pcm += bytes(960 * 2)
+                expected = ts + 960
+            write_wav(out, bytes(pcm))
+        result = {
+            "call_id": args.call_id,
+            "track": args.track,
+            "output": str(out),
+            "format": fmt,
+            "frames": len(frames),
+            "duration": round(len(frames) * 0.02, 2),
+            "complete": contents.complete,
+        }
+        if note:
+            result["warning"] = note
+            print(f"warning: {note}", file=sys.stderr)
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(f"wrote {out} ({result['duration']} s, {len(frames)} frames, {fmt})")
+        return 0

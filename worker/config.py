@@ -1,0 +1,93 @@
+"""Configuration: every setting is a command-line flag with an environment variable CONVERSE_<NAME>.
+
+`SETTINGS` is the single list; docs/configuration.md is generated from it (a test keeps them in sync).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str  # flag --name-with-dashes, env CONVERSE_NAME_WITH_UNDERSCORES
+    default: str | None
+    help: str
+    secret: bool = False
+
+    @property
+    def env(self) -> str:
+        return "CONVERSE_" + self.name.upper().replace("-", "_")
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+
+def _default_kek() -> str:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return str(Path(base) / "converse-worker" / "kek.json")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("data-dir", "./converse-data", "Embedded storage: SQLite database, sealed recordings, audit log"),
+    Setting("kek-file", None, "Local key-encryption key file (default ~/.config/converse-worker/kek.json, "
+            "outside the data directory)"),
+    Setting("model-path", None, "CTranslate2 Whisper model directory (default: the bundled tiny.en)"),
+    Setting("asr-threads", None, "ASR worker threads (default: number of CPU cores)"),
+    Setting("asr-mode", "short", "Encoder window: 'short' (sized to the utterance) or 'padded' (30 s)"),
+    Setting("org-id", "default", "Organisation of calls taken by this worker"),
+    Setting("http-host", "127.0.0.1", "HTTP bind address"),
+    Setting("http-port", "8080", "HTTP port"),
+    Setting("api-token", None, "Static bearer token (service principal without MFA)", secret=True),
+    Setting("database-url", None, "postgresql://... for the scale-out backend", secret=True),
+    Setting("object-store-url", None, "s3://BUCKET?endpoint=http://HOST:PORT for the scale-out backend"),
+    Setting("ice-servers", "", "Comma-separated STUN/TURN URLs (none by default)"),
+    Setting("udp-ports", "", "UDP port range for media, e.g. 40000-40100 (any by default)"),
+    Setting("max-calls", "32", "Admission limit: concurrent calls"),
+    Setting("max-call-seconds", "3600", "A call longer than this is ended and sealed"),
+    Setting("no-media-seconds", "20", "A call with no media for this long is ended and sealed"),
+    Setting("drain-seconds", "30", "On SIGTERM, how long active calls may continue before they are ended"),
+    Setting("log-format", "json", "Log format: json or console"),
+    Setting("log-level", "info", "Log level"),
+)
+
+
+def add_settings(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
+    for s in SETTINGS:
+        if names is not None and s.name not in names:
+            continue
+        parser.add_argument(
+            f"--{s.name}",
+            dest=s.dest,
+            default=os.environ.get(s.env, s.default),
+            help=f"{s.help} (env {s.env})",
+        )
+
+
+def kek_path(value: str | None) -> Path:
+    return Path(value) if value else Path(_default_kek())
+
+
+def render_markdown() -> str:
+    lines = [
+        "# Configuration reference",
+        "",
+        "Every setting is a flag and an environment variable. Generated from `worker/config.py`.",
+        "",
+        "| flag | environment | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for s in SETTINGS:
+        default = "(secret)" if s.secret else (f"`{s.default}`" if s.default else "—")
+        lines.append(f"| `--{s.name}` | `{s.env}` | {default} | {s.help} |")
+    lines += [
+        "",
+        "Credentials for the S3 store come from the standard `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` "
+        "(and optionally `AWS_REGION`) variables.",
+        "",
+    ]
+    return "\n".join(lines)

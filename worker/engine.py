@@ -1,0 +1,505 @@
+"""The call engine: wires edges (replay, WebRTC) to the per-track pipelines. Logic lives in media/ and redact/.
+
+Per call: one TaskGroup (owned by a supervisor task the engine tracks). Per track, three tasks:
+  - the speech task: Opus decode -> 16 kHz resample -> VAD, in batches off the event loop;
+  - the final task: ASR (shared scheduler) -> redact (fail closed) -> store, in order;
+  - the flush task: makes sealed audio durable every `flush_interval_s` (a SIGKILL loses at most that).
+Sealing happens inline in `push` (AES-GCM on ~100 bytes costs microseconds) so a frame is sealed before
+`push` returns; queues are bounded and apply backpressure, so nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+
+from typing import Protocol
+
+from media.events import PartialAudio, Transcript, Utterance
+from media.frames import FRAME_SAMPLES, SAMPLE_RATE, EncodedFrame
+from storage.protocols import CallInfo, KeyProvider, RecordingStore, TrackInfo, TranscriptStore, UtteranceRecord
+from worker.contracts import CallSummary, FinalResult, LiveEvent
+from worker.metrics import Metrics
+from worker.track import TrackSpeech, TrackSealer
+
+log = structlog.get_logger("worker.engine")
+
+_END = object()
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    org_id: str = "default"
+    flush_interval_s: float = 1.0
+    speech_queue_frames: int = 500  # 10 s of audio waiting for decode/VAD, then backpressure
+    utterance_queue: int = 8  # utterances waiting for ASR per track, then backpressure
+    batch_window_s: float = 0.06  # gather frames this long so decode/VAD cross to a thread in batches
+    asr_timeout_s: float = 60.0  # an ASR call that hangs longer fails that utterance, not the call
+    partials: bool = False  # interim transcripts for the live view (only computed while someone watches)
+    record_audio: bool = True
+    live_queue: int = 256
+
+
+class RedactFn:
+    """Adapter so the engine depends on a callable, not on redact's internals."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Callable[[str, Mapping[str, str] | None], tuple[str, dict[str, int]]]) -> None:
+        self._fn = fn
+
+    def __call__(self, text: str, variables: Mapping[str, str] | None) -> tuple[str, dict[str, int]]:
+        return self._fn(text, variables)
+
+
+def default_redactor() -> RedactFn:
+    import redact
+
+    def _run(text: str, variables: Mapping[str, str] | None) -> tuple[str, dict[str, int]]:
+        result = redact.redact_detailed(text, variables)
+        return result.text, dict(result.counts)
+
+    return RedactFn(_run)
+
+
+@dataclass(slots=True)
+class _TrackState:
+    index: int
+    sealer: TrackSealer | None
+    speech: TrackSpeech
+    frames: asyncio.Queue[EncodedFrame | object]
+    utterances: asyncio.Queue[Utterance | PartialAudio | object]
+    received: int = 0
+    lost: int = 0
+    last_ts: int = -FRAME_SAMPLES
+    arrivals: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=3000))
+    seq: int = 0
+    committed: int = 0
+    failed: int = 0
+    closed: bool = False
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+class Track:
+    """The `TrackPipeline` the edges push frames into."""
+
+    __slots__ = ("_call", "_st", "index")
+
+    def __init__(self, call: Call, st: _TrackState) -> None:
+        self._call = call
+        self._st = st
+        self.index = st.index
+
+    async def push(self, frame: EncodedFrame) -> None:
+        st = self._st
+        if st.closed:
+            raise RuntimeError(f"track {st.index} of call {self._call.call_id} is closed")
+        st.received += 1
+        self._call.engine.metrics.frames_received.inc()
+        if frame.timestamp <= st.last_ts:
+            # Out-of-order or duplicate: the recording is strictly ordered, so it counts as lost.
+            self.count_lost(1)
+            return
+        gap = (frame.timestamp - st.last_ts) // FRAME_SAMPLES - 1
+        if gap > 0 and st.received > 1:
+            self.count_lost(gap)
+        st.last_ts = frame.timestamp
+        if st.sealer is not None:
+            await st.sealer.seal(frame.timestamp, frame.payload)
+            self._call.engine.metrics.frames_sealed.inc()
+        st.arrivals.append(((frame.timestamp + FRAME_SAMPLES) / SAMPLE_RATE, time.monotonic()))
+        await st.frames.put(frame)
+
+    def count_lost(self, frames: int) -> None:
+        self._st.lost += frames
+        self._call.engine.metrics.frames_lost.inc(frames)
+
+
+class Call:
+    """One call: its TaskGroup, its tracks and its live subscribers."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        info: CallInfo,
+        variables: Mapping[str, str] | None,
+        on_final: Callable[[FinalResult], None] | None,
+    ) -> None:
+        self.engine = engine
+        self.info = info
+        self.call_id = info.call_id
+        self.variables = dict(variables or {})
+        self.on_final = on_final
+        self.started_mono = time.monotonic()
+        self._tracks: list[_TrackState] = []
+        self._tg: asyncio.TaskGroup | None = None
+        self._ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._open_lock = asyncio.Lock()
+        self._finish_lock = asyncio.Lock()
+        self._subscribers: set[asyncio.Queue[LiveEvent | None]] = set()
+        self._summary: CallSummary | None = None
+        self._supervisor = asyncio.create_task(self._supervise(), name=f"call-{self.call_id}")
+
+    async def _supervise(self) -> None:
+        structlog.contextvars.bind_contextvars(call_id=self.call_id)
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            self._ready.set()
+            await self._stop.wait()
+        self._tg = None
+
+    # -- tracks -------------------------------------------------------------------------------------------
+
+    async def open_track(self) -> Track:
+        async with self._open_lock:
+            await self._ready.wait()
+            if self._stop.is_set() or self._tg is None:
+                raise RuntimeError(f"call {self.call_id} is finished")
+            index = len(self._tracks)
+            eng = self.engine
+            sealer = None
+            if eng.config.record_audio:
+                sealer = await TrackSealer.create(
+                    call_id=self.call_id,
+                    track=index,
+                    keys=eng.keys,
+                    transcripts=eng.transcripts,
+                    recordings=eng.recordings,
+                )
+            cfg = eng.config
+            st = _TrackState(
+                index=index,
+                sealer=sealer,
+                speech=TrackSpeech(partials=cfg.partials),
+                frames=asyncio.Queue(maxsize=cfg.speech_queue_frames),
+                utterances=asyncio.Queue(maxsize=cfg.utterance_queue),
+            )
+            self._tracks.append(st)
+            st.tasks.append(self._tg.create_task(self._speech_task(st), name=f"speech-{index}"))
+            st.tasks.append(self._tg.create_task(self._final_task(st), name=f"final-{index}"))
+            if sealer is not None:
+                st.tasks.append(self._tg.create_task(self._flush_task(st, sealer), name=f"flush-{index}"))
+            return Track(self, st)
+
+    async def _speech_task(self, st: _TrackState) -> None:
+        structlog.contextvars.bind_contextvars(track=st.index)
+        window = self.engine.config.batch_window_s
+        ended = False
+        while not ended:
+            item = await st.frames.get()
+            batch: list[EncodedFrame] = []
+            if item is _END:
+                ended = True
+            else:
+                assert isinstance(item, EncodedFrame)
+                batch.append(item)
+                deadline = time.monotonic() + window
+                while not ended:
+                    try:
+                        nxt = st.frames.get_nowait()
+                    except asyncio.QueueEmpty:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0 or len(batch) >= 50:
+                            break
+                        try:
+                            nxt = await asyncio.wait_for(st.frames.get(), remaining)
+                        except TimeoutError:
+                            break
+                    if nxt is _END:
+                        ended = True
+                    else:
+                        assert isinstance(nxt, EncodedFrame)
+                        batch.append(nxt)
+            want_partials = self.engine.config.partials and bool(self._subscribers)
+            events = await asyncio.to_thread(st.speech.process, batch, ended, want_partials)
+            for ev in events:
+                if isinstance(ev, PartialAudio):
+                    if st.utterances.full():
+                        self.engine.metrics.shed_partials.inc()
+                        continue
+                    st.utterances.put_nowait(ev)
+                else:
+                    await st.utterances.put(ev)
+        await st.utterances.put(_END)
+
+    async def _final_task(self, st: _TrackState) -> None:
+        structlog.contextvars.bind_contextvars(track=st.index)
+        eng = self.engine
+        key = f"{self.call_id}/{st.index}"
+        while True:
+            item = await st.utterances.get()
+            if item is _END:
+                return
+            if isinstance(item, PartialAudio):
+                # Skip stale partials: a newer partial or a final is already waiting behind this one.
+                if not st.utterances.empty():
+                    eng.metrics.shed_partials.inc()
+                    continue
+                fut = eng.asr.submit_partial(key, item.pcm)
+                if fut is None:
+                    eng.metrics.shed_partials.inc()
+                    continue
+                try:
+                    tr = await fut
+                except Exception:  # a partial is best-effort; the final is what counts
+                    continue
+                if tr is None:  # shed by the scheduler (already counted there)
+                    continue
+                if tr.text:
+                    self._publish(LiveEvent(self.call_id, st.index, "partial", tr.text, item.start, item.end))
+                continue
+            assert isinstance(item, Utterance)
+            await self._commit(st, key, item)
+
+    async def _commit(self, st: _TrackState, key: str, utt: Utterance) -> None:
+        eng = self.engine
+        eng.metrics.asr_queue_depth.inc()
+        try:
+            tr = await asyncio.wait_for(eng.asr.submit_final(key, utt.pcm), eng.config.asr_timeout_s)
+        except Exception as exc:
+            st.failed += 1
+            eng.metrics.utterances_failed.labels("asr").inc()
+            log.warning("asr_failed", error=type(exc).__name__, start=round(utt.start, 2))
+            return
+        finally:
+            eng.metrics.asr_queue_depth.dec()
+        raw = tr.text.strip()
+        if not raw:
+            return
+        try:
+            text, counts = eng.redactor(raw, self.variables)
+        except Exception as exc:
+            # Fail closed: nothing is written for this utterance and the text is not logged.
+            st.failed += 1
+            eng.metrics.utterances_failed.labels("redaction").inc()
+            log.error("redaction_failed", error=type(exc).__name__, start=round(utt.start, 2))
+            return
+        committed_at = utc_now()
+        record = UtteranceRecord(
+            call_id=self.call_id,
+            track=st.index,
+            seq=st.seq,
+            start=round(utt.start, 3),
+            end=round(utt.end, 3),
+            text=text,
+            committed_at=committed_at,
+            redactions=counts,
+        )
+        try:
+            await eng.transcripts.append_utterance(record)
+        except Exception as exc:
+            st.failed += 1
+            eng.metrics.utterances_failed.labels("storage").inc()
+            log.error("transcript_store_failed", error=type(exc).__name__, seq=st.seq)
+            return
+        mono = time.monotonic()
+        st.seq += 1
+        st.committed += 1
+        eng.metrics.utterances.inc()
+        for name, n in counts.items():
+            eng.metrics.redactions.labels(name).inc(n)
+        arrival = _arrival_of(st.arrivals, utt.speech_end)
+        if arrival is not None:
+            eng.metrics.time_to_final.observe(max(0.0, mono - arrival))
+        self._publish(LiveEvent(self.call_id, st.index, "final", raw, utt.start, utt.end))
+        if self.on_final is not None:
+            self.on_final(
+                FinalResult(
+                    call_id=self.call_id,
+                    track=st.index,
+                    start=record.start,
+                    end=record.end,
+                    speech_end=round(utt.speech_end, 3),
+                    text=text,
+                    committed_at=committed_at,
+                    committed_monotonic=mono,
+                )
+            )
+
+    async def _flush_task(self, st: _TrackState, sealer: TrackSealer) -> None:
+        interval = self.engine.config.flush_interval_s
+        while not st.closed:
+            await asyncio.sleep(interval)
+            await sealer.flush()
+            await self.engine.transcripts.update_track_counts(
+                self.call_id,
+                st.index,
+                received=st.received,
+                sealed=sealer.sealed,
+                lost=st.lost,
+                duration_s=max(0.0, (st.last_ts + FRAME_SAMPLES) / SAMPLE_RATE),
+            )
+
+    # -- live view ----------------------------------------------------------------------------------------
+
+    def _publish(self, ev: LiveEvent | None) -> None:
+        for q in list(self._subscribers):
+            if q.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    q.get_nowait()  # the oldest event goes; a slow viewer must not hold memory
+            q.put_nowait(ev)
+
+    async def live(self) -> AsyncIterator[LiveEvent]:
+        q: asyncio.Queue[LiveEvent | None] = asyncio.Queue(maxsize=self.engine.config.live_queue)
+        self._subscribers.add(q)
+        try:
+            while True:
+                ev = await q.get()
+                if ev is None:
+                    return
+                yield ev
+        finally:
+            self._subscribers.discard(q)
+
+    # -- end ----------------------------------------------------------------------------------------------
+
+    async def finish(self, status: str = "ended", reason: str | None = None) -> CallSummary:
+        if self._summary is not None:
+            return self._summary
+        async with self._finish_lock:
+            if self._summary is not None:
+                return self._summary
+            async with self._open_lock:
+                for st in self._tracks:
+                    st.closed = True
+                    await st.frames.put(_END)
+            # Speech in progress is finalised (VAD flush) and every final committed before the end.
+            work = [t for st in self._tracks for t in st.tasks[:2]]
+            if work:
+                await asyncio.wait(work)
+            for st in self._tracks:
+                for t in st.tasks[2:]:
+                    t.cancel()
+            self._stop.set()
+            try:
+                await self._supervisor
+            except Exception as exc:  # a crashed stage fails the call, but what was sealed is still closed
+                status, reason = "failed", f"internal error in pipeline ({type(exc).__name__})"
+                log.error("call_pipeline_failed", error=type(exc).__name__)
+            self._summary = await self._close_tracks(status, reason)
+            return self._summary
+
+    async def _close_tracks(self, status: str, reason: str | None) -> CallSummary:
+        eng = self.engine
+        received = sealed = lost = utts = failed = 0
+        duration = 0.0
+        for st in self._tracks:
+            dur = max(0.0, (st.last_ts + FRAME_SAMPLES) / SAMPLE_RATE)
+            duration = max(duration, dur)
+            n_sealed = 0
+            if st.sealer is not None:
+                await st.sealer.close()
+                n_sealed = st.sealer.sealed
+            await eng.transcripts.update_track_counts(
+                self.call_id, st.index, received=st.received, sealed=n_sealed, lost=st.lost, duration_s=dur
+            )
+            received += st.received
+            sealed += n_sealed
+            lost += st.lost
+            utts += st.committed
+            failed += st.failed
+        await eng.transcripts.end_call(self.call_id, utc_now(), status, reason)
+        self._publish(None)
+        eng._forget(self)
+        eng.metrics.calls_total.labels(status).inc()
+        log.info("call_ended", status=status, reason=reason, tracks=len(self._tracks), utterances=utts)
+        return CallSummary(
+            call_id=self.call_id,
+            status=status,
+            reason=reason,
+            tracks=len(self._tracks),
+            frames_received=received,
+            frames_sealed=sealed,
+            frames_lost=lost,
+            utterances=utts,
+            failed_utterances=failed,
+            duration_s=round(duration, 3),
+        )
+
+
+def _arrival_of(arrivals: deque[tuple[float, float]], audio_t: float) -> float | None:
+    """Monotonic arrival time of the frame that holds audio time `audio_t` (for time-to-final)."""
+    if not arrivals:
+        return None
+    keys = [a for a, _ in arrivals]
+    i = bisect.bisect_left(keys, audio_t)
+    if i >= len(arrivals):
+        i = len(arrivals) - 1
+    return arrivals[i][1]
+
+
+class AsrLike(Protocol):
+    async def submit_final(self, call_key: str, pcm: bytes) -> Transcript: ...
+    def submit_partial(self, call_key: str, pcm: bytes) -> asyncio.Future[Transcript | None] | None: ...
+
+
+class Engine:
+    """Starts calls. Shared by every call of the process: stores, keys, the ASR scheduler, metrics."""
+
+    def __init__(
+        self,
+        *,
+        transcripts: TranscriptStore,
+        recordings: RecordingStore,
+        keys: KeyProvider,
+        asr: AsrLike,
+        metrics: Metrics | None = None,
+        redactor: RedactFn | None = None,
+        config: EngineConfig | None = None,
+    ) -> None:
+        self.transcripts = transcripts
+        self.recordings = recordings
+        self.keys = keys
+        self.asr = asr
+        self.metrics = metrics or Metrics()
+        self.redactor = redactor or default_redactor()
+        self.config = config or EngineConfig()
+        self._calls: dict[str, Call] = {}
+
+    async def start_call(
+        self,
+        *,
+        org_id: str | None = None,
+        source: str,
+        fixture: str | None = None,
+        variables: Mapping[str, str] | None = None,
+        call_id: str | None = None,
+        on_final: Callable[[FinalResult], None] | None = None,
+    ) -> Call:
+        info = CallInfo(
+            call_id=call_id or uuid.uuid4().hex,
+            org_id=org_id or self.config.org_id,
+            source=source,
+            started_at=utc_now(),
+            fixture=fixture,
+        )
+        await self.transcripts.create_call(info)
+        call = Call(self, info, variables, on_final)
+        self._calls[info.call_id] = call
+        self.metrics.active_calls.inc()
+        log.info("call_started", call_id=info.call_id, source=source)
+        return call
+
+    def get_call(self, call_id: str) -> Call | None:
+        return self._calls.get(call_id)
+
+    def active_calls(self) -> list[Call]:
+        return list(self._calls.values())
+
+    def _forget(self, call: Call) -> None:
+        if self._calls.pop(call.call_id, None) is not None:
+            self.metrics.active_calls.dec()

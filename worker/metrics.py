@@ -1,0 +1,52 @@
+"""Prometheus metrics. Labels are fixed enums (track index, placeholder type, reason): never ids or text."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    __slots__ = (
+        "active_calls",
+        "asr_queue_depth",
+        "calls_total",
+        "frames_lost",
+        "frames_received",
+        "frames_sealed",
+        "redactions",
+        "registry",
+        "sframe_failures",
+        "shed_partials",
+        "spooled_bytes",
+        "time_to_final",
+        "utterances",
+        "utterances_failed",
+    )
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.active_calls = Gauge("converse_active_calls", "Calls in progress", registry=r)
+        self.calls_total = Counter("converse_calls", "Calls by how they ended", ["status"], registry=r)
+        self.frames_received = Counter("converse_frames_received", "Audio frames received", registry=r)
+        self.frames_sealed = Counter("converse_frames_sealed", "Audio frames sealed and stored", registry=r)
+        self.frames_lost = Counter("converse_frames_lost", "Audio frames lost before sealing", registry=r)
+        self.utterances = Counter("converse_utterances", "Final utterances committed", registry=r)
+        self.utterances_failed = Counter(
+            "converse_utterances_failed", "Utterances not stored", ["stage"], registry=r
+        )
+        self.time_to_final = Histogram(
+            "converse_time_to_final_seconds",
+            "Commit time of a redacted final minus end of speech",
+            buckets=(0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 10.0),
+            registry=r,
+        )
+        self.asr_queue_depth = Gauge("converse_asr_queue_depth", "Utterances waiting for ASR", registry=r)
+        self.shed_partials = Counter("converse_shed_partials", "Partial transcripts shed under load", registry=r)
+        self.redactions = Counter("converse_redactions", "Placeholders written, by type", ["type"], registry=r)
+        self.sframe_failures = Counter(
+            "converse_sframe_failures", "Incoming SFrame frames rejected", ["reason"], registry=r
+        )
+        self.spooled_bytes = Counter(
+            "converse_spooled_bytes", "Bytes spooled locally during a storage outage", registry=r
+        )

@@ -1,0 +1,38 @@
+"""Builds what a command needs from its settings: stores, key provider, ASR scheduler, engine."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from storage.factory import Stores, open_stores
+from storage.keys import LocalKeyFile
+from storage.protocols import KeyProvider
+from worker.config import kek_path
+
+
+@dataclass(slots=True)
+class Runtime:
+    data_dir: Path
+    stores: Stores
+    keys: KeyProvider
+
+
+@asynccontextmanager
+async def open_runtime(args: argparse.Namespace) -> AsyncIterator[Runtime]:
+    data_dir = Path(args.data_dir)
+    stores = await open_stores(
+        data_dir, database_url=args.database_url or None, object_store_url=args.object_store_url or None
+    )
+    try:
+        yield Runtime(data_dir=data_dir, stores=stores, keys=LocalKeyFile(kek_path(args.kek_file)))
+    finally:
+        await stores.close()
+
+
+def asr_threads(args: argparse.Namespace) -> int:
+    return int(args.asr_threads) if args.asr_threads else max(1, os.cpu_count() or 1)

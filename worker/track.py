@@ -1,0 +1,117 @@
+"""The two halves of a track pipeline: sealing (audio branch) and speech (decode -> resample -> VAD).
+
+Both are thin: the format is `media.recording`, the stages are `media.opus`, `media.resample`, `media.vad`.
+"""
+
+from __future__ import annotations
+
+from media.events import PartialAudio, SpeechStarted, Utterance
+from media.frames import FRAME_SAMPLES, SAMPLE_RATE, EncodedFrame
+from media.opus import OpusDecoder, OpusError
+from media.recording import RecordingHeader, RecordingWriter
+from media.resample import Resampler
+from media.sframe import CipherSuite
+from media.vad import Segmenter, VadConfig
+from storage.keys import new_data_key, track_key_context
+from storage.protocols import KeyProvider, RecordingSink, RecordingStore, TrackInfo, TranscriptStore
+
+RECORDING_SUITE = CipherSuite.AES_128_GCM_SHA256_128
+_SILENCE = bytes(FRAME_SAMPLES * 2)
+
+
+class TrackSealer:
+    """Seals each Opus frame under the track's own random key and appends it to the track's object."""
+
+    __slots__ = ("_sink", "_writer", "sealed")
+
+    def __init__(self, writer: RecordingWriter, sink: RecordingSink) -> None:
+        self._writer = writer
+        self._sink = sink
+        self.sealed = 0
+
+    @classmethod
+    async def create(
+        cls,
+        *,
+        call_id: str,
+        track: int,
+        keys: KeyProvider,
+        transcripts: TranscriptStore,
+        recordings: RecordingStore,
+        suite: int = RECORDING_SUITE,
+    ) -> TrackSealer:
+        base_key = new_data_key(32 if suite == CipherSuite.AES_256_GCM_SHA512_128 else 16)
+        wrapped = keys.wrap(base_key, track_key_context(call_id, track))
+        kid = track  # one key per track, so the KID only has to be unique within the recording
+        await transcripts.put_track(
+            TrackInfo(call_id=call_id, track=track, suite=int(suite), kid=kid, wrapped_key=wrapped)
+        )
+        header = RecordingHeader(
+            suite=int(suite),
+            kid=kid,
+            kek_id=wrapped.kek_id,
+            kek_version=wrapped.kek_version,
+            call_id=call_id,
+            track=track,
+        )
+        writer = RecordingWriter(header, base_key)
+        sink = await recordings.open_track(call_id, track)
+        await sink.append(writer.header_bytes())
+        await sink.flush()
+        return cls(writer, sink)
+
+    async def seal(self, timestamp: int, payload: bytes) -> None:
+        await self._sink.append(self._writer.seal(timestamp, payload))
+        self.sealed += 1
+
+    async def flush(self) -> None:
+        await self._sink.flush()
+
+    async def close(self) -> None:
+        await self._sink.append(self._writer.end())
+        await self._sink.flush()
+        await self._sink.close()
+
+
+SpeechEvent = SpeechStarted | Utterance | PartialAudio
+
+
+class TrackSpeech:
+    """Decode -> 16 kHz -> VAD for one track. Called from a worker thread, one batch at a time."""
+
+    __slots__ = ("_decoder", "_next_ts", "_partials", "_resampler", "_segmenter", "decode_errors")
+
+    def __init__(self, *, partials: bool = False, vad: VadConfig | None = None) -> None:
+        self._decoder = OpusDecoder()
+        self._resampler = Resampler()
+        self._segmenter = Segmenter(vad or VadConfig())
+        self._partials = partials
+        self._next_ts = 0
+        self.decode_errors = 0
+
+    def _feed(self, pcm48: bytes, end_ts: int) -> list[SpeechEvent]:
+        return list(self._segmenter.feed(self._resampler.process(pcm48), end_ts / SAMPLE_RATE))
+
+    def process(self, batch: list[EncodedFrame], ended: bool, partials: bool) -> list[SpeechEvent]:
+        events: list[SpeechEvent] = []
+        for frame in batch:
+            # Gaps (lost frames, DTX) become silence so VAD times stay on the audio timeline.
+            while frame.timestamp - self._next_ts >= FRAME_SAMPLES and frame.timestamp - self._next_ts < SAMPLE_RATE * 60:
+                events += self._feed(_SILENCE, self._next_ts + FRAME_SAMPLES)
+                self._next_ts += FRAME_SAMPLES
+            pcm = frame.pcm
+            if pcm is None:
+                try:
+                    pcm = self._decoder.decode(frame.payload)
+                except OpusError:
+                    self.decode_errors += 1
+                    pcm = _SILENCE
+            if len(pcm) != FRAME_SAMPLES * 2:
+                pcm = (pcm + _SILENCE)[: FRAME_SAMPLES * 2]
+            self._next_ts = frame.timestamp + FRAME_SAMPLES
+            events += self._feed(pcm, self._next_ts)
+        if ended:
+            events += self._segmenter.flush(self._next_ts / SAMPLE_RATE)
+        if not (partials and self._partials):
+            events = [e for e in events if not isinstance(e, PartialAudio)]
+        return events
