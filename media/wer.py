@@ -15,8 +15,16 @@ _UNITS = {
     "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
     "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
 }  # fmt: skip
-_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
-         "ninety": 90}
+_TENS = {
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+}
 _SCALES = {"hundred": 100, "thousand": 1000}
 _ORDINALS = {"first": "1st", "second": "2nd", "third": "3rd"}  # kept as words: "second floor" is ambiguous
 
@@ -58,8 +66,11 @@ def _numbers_to_digits(words: list[str]) -> list[str]:
                 current *= _SCALES[w]
                 if _SCALES[w] == 1000:
                     total, current = total + current, 0
-            elif w == "and" and current >= 100 and i + 1 < len(words) and (
-                words[i + 1] in _UNITS or words[i + 1] in _TENS
+            elif (
+                w == "and"
+                and current >= 100
+                and i + 1 < len(words)
+                and (words[i + 1] in _UNITS or words[i + 1] in _TENS)
             ):
                 pass
             else:

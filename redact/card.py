@@ -24,8 +24,11 @@ def luhn_valid(digits: str) -> bool:
 
 
 def is_card(digits: str, cue: Cue | None) -> bool:
-    """A card if Luhn-valid in any context (fail closed), or Luhn-invalid but called a card."""
-    if not 13 <= len(digits) <= 19 or digits[0] == "0":
+    """A card if Luhn-valid in any context (fail closed), or Luhn-invalid but called a card.
+
+    Callers try phone shapes first for numbers with a leading 0 (no issuer prefix starts with 0).
+    """
+    if not 13 <= len(digits) <= 19:
         return False
     if luhn_valid(digits):
         return True

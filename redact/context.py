@@ -20,35 +20,69 @@ class Cue(Enum):
     OTHER_ID = "other_id"
 
 
-_CUES: tuple[tuple[Cue, str], ...] = (
-    (
+_WORD_RE = re.compile(r"[A-Za-z]+")
+# Single words, then two-word labels (checked first: "auth number" is an ID, "area code" a phone lead-in).
+_UNIGRAMS: dict[str, Cue] = {
+    **dict.fromkeys(
+        "mrn npi dea rx confirmation authorization authorisation claim policy ticket invoice tracking id"
+        " identification license serial pin passcode cvv cvc voucher booking encounter subscriber".split(),
         Cue.OTHER_ID,
-        r"mrn|npi|dea|medical\s+record|record\s+number|chart\s+number|rx|prescription\s+(?:number|id|#)"
-        r"|appointment\s+(?:id|number|code|#)|confirmation|authori[sz]ation|auth\s+(?:number|code|#|id)"
-        r"|(?:claim|member|policy|group|account|acct|reference|case|ticket|invoice|order|lot|batch|plan)"
-        r"\s*(?:id|number|no\.?|#|code)|claim|policy|ticket|invoice|tracking|patient\s+(?:id|number)|id"
-        r"|identification|license|serial"
-        r"|pin|passcode|(?:security|access|verification|promo)\s+code|cvv|cvc|voucher|booking|visit\s+number"
-        r"|encounter|insurance\s+number|subscriber",
     ),
-    (Cue.CARD, r"card|visa|master\s*card|amex|american\s+express|discover|jcb|diners|debit|credit|hsa|fsa"),
-    (Cue.SSN, r"social|ssn|social\s+security"),
-    (
+    **dict.fromkeys(
+        "card visa mastercard amex discover jcb diners debit credit hsa fsa".split(),
+        Cue.CARD,
+    ),
+    **dict.fromkeys("social ssn".split(), Cue.SSN),
+    **dict.fromkeys(
+        "phone cell cellphone mobile fax call calls calling text dial reach reached line landline telephone"
+        " tel contact pager".split(),
         Cue.PHONE,
-        r"phone|cell|cellphone|mobile|fax|call|calls|calling|text|dial|reach|reached|line|landline"
-        r"|telephone|tel|contact|area\s+code|pager",
     ),
+}
+_ID_HEADS = frozenset(
+    "claim member policy group account acct reference case ticket invoice order lot batch plan prescription"
+    " appointment patient record chart visit insurance auth access verification promo".split()
 )
-_CUE_RE = re.compile(
-    "|".join(rf"\b(?P<{cue.name}>{pattern})\b" for cue, pattern in _CUES),
-    re.IGNORECASE,
-)
+_ID_TAILS = frozenset("id number no code".split())
+_BIGRAMS: dict[tuple[str, str], Cue] = {
+    ("area", "code"): Cue.PHONE,
+    ("master", "card"): Cue.CARD,
+    ("american", "express"): Cue.CARD,
+    ("medical", "record"): Cue.OTHER_ID,
+    ("social", "security"): Cue.SSN,
+    ("security", "code"): Cue.OTHER_ID,
+}
 
 
-def nearest_cue(text: str, start: int, floor: int = 0) -> Cue | None:
+def cue_index(text: str) -> list[tuple[int, int, Cue]]:
+    """Every cue in the text as (start, end, cue), in order; words inside "[CARD]"-style placeholders
+    are not cues (so a second pass over redacted text sees what the first saw)."""
+    out: list[tuple[int, int, Cue]] = []
+    prev = ""
+    prev_start = 0
+    for m in _WORD_RE.finditer(text):
+        w = m.group().lower()
+        s = m.start()
+        cue = _BIGRAMS.get((prev, w))
+        if cue is None and prev in _ID_HEADS and w in _ID_TAILS:
+            cue = Cue.OTHER_ID
+        if cue is not None:
+            out.append((prev_start, m.end(), cue))
+        elif (c := _UNIGRAMS.get(w)) is not None and not (s and text[s - 1] == "["):
+            out.append((s, m.end(), c))
+        prev, prev_start = w, s
+    return out
+
+
+def nearest_cue(
+    text: str, start: int, floor: int = 0, index: list[tuple[int, int, Cue]] | None = None
+) -> Cue | None:
     """The cue closest before `start` (not before `floor`, e.g. the end of the previous entity)."""
+    lo = max(floor, start - WINDOW)
     last: Cue | None = None
-    for m in _CUE_RE.finditer(text, max(floor, start - WINDOW), start):
-        assert m.lastgroup is not None
-        last = Cue[m.lastgroup]
+    for s, e, cue in cue_index(text) if index is None else index:
+        if e > start:
+            break
+        if s >= lo:
+            last = cue
     return last

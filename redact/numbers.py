@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import lru_cache
 
 DIGIT_WORDS: dict[str, str] = {
     "zero": "0",
@@ -55,20 +56,7 @@ TENS: dict[str, str] = {
 }
 NUMBER_WORDS = frozenset([*DIGIT_WORDS, *TEENS, *TENS, "hundred", "thousand", "double", "triple"])
 
-_DW = "|".join(DIGIT_WORDS)
-_DW_NZ = "|".join(w for w in DIGIT_WORDS if w not in ("zero", "oh"))
-
-_TOKEN_RE = re.compile(
-    rf"""
-    (?P<lit>\+?\d+(?:[.,:/]\d+)*)
-    |\b(?P<mult>double|triple)[\s-]+(?P<mw>{_DW})\b
-    |\b(?P<tens>{"|".join(TENS)})(?:[\s-]+(?P<tu>{_DW_NZ}))?\b
-    |\b(?P<teen>{"|".join(TEENS)})\b
-    |\b(?P<dw>{_DW})(?:[\s-]+(?P<hund>hundred|thousand))?\b
-    |\b(?P<plus>plus)\b
-    """,
-    re.IGNORECASE | re.VERBOSE,
-)
+_JOINER = frozenset(" \t-")
 
 # A quantity, not an identifier: "20 mg", "87 years", "3 p.m.", "5 foot 4", "10 days".
 UNITS = frozenset(
@@ -95,12 +83,11 @@ _FILLER = (
 )
 _TIGHT_RE = re.compile(r"[ \t]{0,3}(?:-[ \t]{0,2})?|[ \t]?\([ \t]?|\)[ \t]?-?[ \t]?|[ \t]+\)[ \t]?")
 _LOOSE_RE = re.compile(
-    rf"\s*(?:,|\.\.\.+|…|;|--|—|–|-)?\s*(?:{_FILLER}\s*(?:,|\.\.\.+|…|--|—)?\s*)*",
+    rf"\s*(?:,|\.\.\.+|…|;|--|—|\u2013|-)?\s*(?:{_FILLER}\s*(?:,|\.\.\.+|…|--|—)?\s*)*",
     re.IGNORECASE,
 )
 _SENTENCE_RE = re.compile(rf"\s*[.?!]\s+(?:{_FILLER}\s*[,.]*\s*)*", re.IGNORECASE)
 _NEXT_WORD_RE = re.compile(r"[ \t]*-?[ \t]*([A-Za-z][A-Za-z.']*)")
-_PREV_WORD_RE = re.compile(r"([A-Za-z][A-Za-z-]*)[\s#:.]*$")
 
 
 class Link(Enum):
@@ -133,24 +120,8 @@ class Group:
     link: Link = Link.BREAK  # link to the next group
 
 
-def _spoken_digits(m: re.Match[str]) -> str:
-    if m.group("mult"):
-        times = 2 if m.group("mult").lower() == "double" else 3
-        return DIGIT_WORDS[m.group("mw").lower()] * times
-    if m.group("tens"):
-        unit = m.group("tu")
-        return TENS[m.group("tens").lower()] + (DIGIT_WORDS[unit.lower()] if unit else "0")
-    if m.group("teen"):
-        return TEENS[m.group("teen").lower()]
-    digit = DIGIT_WORDS[m.group("dw").lower()]
-    hund = m.group("hund")
-    if hund:
-        return digit + ("00" if hund.lower() == "hundred" else "000")
-    return digit
-
-
 def _literal(text: str, m: re.Match[str]) -> NumToken:
-    raw = m.group("lit")
+    raw = m.group()
     plus = raw.startswith("+")
     body = raw.lstrip("+")
     tok = NumToken(m.start(), m.end(), body, spoken=False, plus=plus)
@@ -174,27 +145,77 @@ def _literal(text: str, m: re.Match[str]) -> NumToken:
 
 def _unit_follows(text: str, end: int) -> bool:
     m = _NEXT_WORD_RE.match(text, end)
-    return bool(m) and m.group(1).lower().rstrip(".") in UNITS
+    return m is not None and m.group(1).lower().rstrip(".") in UNITS
+
+
+_SCAN_WORDS = sorted(
+    [*DIGIT_WORDS, *TEENS, *TENS, "double", "triple", "plus", "hundred", "thousand"], key=len
+)
+_SCAN = r"\+?\d+(?:[.,:/]\d+)*|\b(?:" + "|".join(reversed(_SCAN_WORDS)) + r")\b"
+# Run on lower-cased text: without IGNORECASE the engine skips positions that cannot start a match.
+_SCAN_RE = re.compile(_SCAN)
+_SCAN_RE_I = re.compile(_SCAN, re.IGNORECASE)  # when lower() would change the length (rare Unicode)
+
+
+def _spoken(w: str, nxt: str) -> tuple[str, int]:
+    """Digits of spoken word `w` (joined to `nxt` by a space or hyphen, or nxt == ""), words used."""
+    if w in DIGIT_WORDS:
+        if nxt in ("hundred", "thousand"):  # "eight hundred" (toll-free 800)
+            return DIGIT_WORDS[w] + ("00" if nxt == "hundred" else "000"), 2
+        return DIGIT_WORDS[w], 1
+    if w in TEENS:
+        return TEENS[w], 1
+    if w in TENS:
+        if nxt in DIGIT_WORDS and nxt not in ("zero", "oh"):  # "thirty-two"
+            return TENS[w] + DIGIT_WORDS[nxt], 2
+        return TENS[w] + "0", 1
+    if w in ("double", "triple") and nxt in DIGIT_WORDS:
+        return DIGIT_WORDS[nxt] * (2 if w == "double" else 3), 2
+    return "", 0
 
 
 def tokenize(text: str) -> list[NumToken]:
     tokens: list[NumToken] = []
-    for m in _TOKEN_RE.finditer(text):
-        if m.group("plus"):
-            tokens.append(NumToken(m.start(), m.end(), "", spoken=True, plus=True))
-            continue
-        if m.group("lit"):
+    lower = text.lower()
+    if len(lower) == len(text):
+        matches = list(_SCAN_RE.finditer(lower))
+    else:
+        lower, matches = text, list(_SCAN_RE_I.finditer(text))
+    k, n = 0, len(matches)
+    while k < n:
+        m = matches[k]
+        s, e = m.span()
+        w = m.group()
+        if w[0].isdigit() or w[0] == "+":
             tok = _literal(text, m)
+            k += 1
+        elif w == "plus":
+            tokens.append(NumToken(s, e, "", spoken=True, plus=True))
+            k += 1
+            continue
         else:
-            tok = NumToken(m.start(), m.end(), _spoken_digits(m), spoken=True)
-            tok.lone_oh = m.group("dw") is not None and m.group(0).lower() == "oh"
+            w = w.lower()
+            nxt = ""
+            if k + 1 < n:
+                nm = matches[k + 1]
+                gap = text[e : nm.start()]
+                if gap and all(c in _JOINER for c in gap):
+                    nxt = nm.group().lower()
+            digits, used = _spoken(w, nxt)
+            if not used:
+                k += 1
+                continue
+            end = matches[k + used - 1].end()
+            tok = NumToken(s, end, digits, spoken=True, lone_oh=used == 1 and w == "oh")
+            k += used
         if not tok.blocked and _unit_follows(text, tok.end):
             tok.blocked = True
         tokens.append(tok)
     return tokens
 
 
-def _gap_link(gap: str) -> Link | None:
+@lru_cache(maxsize=4096)
+def gap_link(gap: str) -> Link | None:
     """None: tight (same group); otherwise how two groups are linked."""
     if _TIGHT_RE.fullmatch(gap):
         return None
@@ -213,7 +234,7 @@ def group(text: str, tokens: list[NumToken] | None = None) -> list[Group]:
     pending_plus: NumToken | None = None
     prev_end = -1
     for tok in toks:
-        link = _gap_link(text[prev_end:tok.start]) if prev_end >= 0 else Link.BREAK
+        link = gap_link(text[prev_end : tok.start]) if prev_end >= 0 else Link.BREAK
         if tok.plus and not tok.digits:  # the word "plus": a prefix for the next group
             if cur is not None:
                 cur.link = Link.BREAK
@@ -242,7 +263,7 @@ def group(text: str, tokens: list[NumToken] | None = None) -> list[Group]:
     for g in groups:
         if len(g.tokens) == 1 and g.tokens[0].lone_oh:
             g.blocked = True  # "Oh, I see" - an interjection, not a zero
-        m = _PREV_WORD_RE.search(text, max(0, g.start - 30), g.start)
-        if m and m.group(1).lower() in PRE_BLOCK:
+        before = text[max(0, g.start - 30) : g.start].rstrip(" \t#:.").rsplit(None, 1)
+        if before and before[-1].lower() in PRE_BLOCK:
             g.blocked = True
     return groups

@@ -10,8 +10,9 @@ Outputs:
   a phone number, an email address and a card number.
 - fixtures/example_call.flac: ~8 s, two utterances, one track (the README's main job).
 
-espeak-ng is deterministic for a given version; sox runs with -R (repeatable) and -D (no random dither); noise uses a seeded numpy generator; Opus is
-encoded with PyAV's libopus. Re-running overwrites the files.
+espeak-ng is deterministic for a given version; sox runs with -R (repeatable) and -D (no random
+dither); noise uses a seeded numpy generator; Opus is encoded bit-exact with PyAV's libopus.
+Re-running overwrites the files.
 """
 
 from __future__ import annotations
@@ -104,7 +105,21 @@ def espeak(voice: str, wpm: int, text: str, rate: int, tmp: Path) -> np.ndarray:
     out = tmp / "out.wav"
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(raw), text], check=True)
     subprocess.run(
-        ["sox", "-R", "-D", str(raw), "-r", str(rate), "-c", "1", "-b", "16", "-e", "signed-integer", str(out)],
+        [
+            "sox",
+            "-R",
+            "-D",
+            str(raw),
+            "-r",
+            str(rate),
+            "-c",
+            "1",
+            "-b",
+            "16",
+            "-e",
+            "signed-integer",
+            str(out),
+        ],
         check=True,
     )
     return read_wav(out)
@@ -168,8 +183,9 @@ def make_asr(out: Path, tmp: Path) -> None:
     asr.mkdir(parents=True, exist_ok=True)
     manifest = []
     for i, (voice, wpm, text) in enumerate(ASR_UTTERANCES):
-        pcm = np.concatenate([silence(0.3, ASR_RATE), espeak(voice, wpm, text, ASR_RATE, tmp),
-                              silence(0.3, ASR_RATE)])
+        pcm = np.concatenate(
+            [silence(0.3, ASR_RATE), espeak(voice, wpm, text, ASR_RATE, tmp), silence(0.3, ASR_RATE)]
+        )
         name = f"{i:02d}.opus"
         write_opus(asr / name, pcm, ASR_RATE)
         manifest.append({"file": name, "text": text, "voice": voice, "wpm": wpm})

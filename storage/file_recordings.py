@@ -11,6 +11,7 @@ the last flush: the pipeline flushes about once a second.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import shutil
 import stat
@@ -34,6 +35,13 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _ignore_missing(
+    func: object, path: str, exc_info: tuple[type[BaseException], BaseException, object]
+) -> None:
+    if not isinstance(exc_info[1], FileNotFoundError):
+        raise exc_info[1]
 
 
 def _mkdir_private(path: Path) -> bool:
@@ -144,7 +152,14 @@ class LocalRecordingStore:
             self._ready = True
         _mkdir_private(path.parent)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(path, flags, 0o600)
+        try:
+            fd = os.open(path, flags, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StorageError(
+                    f"recording file for call {path.parent.name} track {path.stem} is a symlink"
+                ) from None
+            raise
         os.fchmod(fd, 0o600)
         return fd
 
@@ -193,7 +208,7 @@ class LocalRecordingStore:
                 return
             if not stat.S_ISDIR(st.st_mode):
                 raise StorageError(f"recording path for call {call_id} is not a directory")
-            shutil.rmtree(call_dir)
+            shutil.rmtree(call_dir, onerror=_ignore_missing)  # another pod's retention may race us
             _fsync_dir(self.directory)
 
         await self._run(delete)

@@ -58,7 +58,7 @@ def new_data_key(length: int = 16) -> bytes:
 
 
 def _aad(kek_id: str, version: int, context: bytes) -> bytes:
-    return _AAD_PREFIX + kek_id.encode("ascii") + b"\x00" + version.to_bytes(4, "big") + context
+    return _AAD_PREFIX + kek_id.encode("utf-8") + b"\x00" + version.to_bytes(4, "big") + context
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,14 +1,19 @@
-"""Forward-only schema migrations for the embedded SQLite database.
+"""Forward-only schema migrations for the embedded SQLite database and the PostgreSQL backend.
 
 Migrations are `storage/migrations/sqlite/NNNN_name.sql`, numbered from 1 without gaps. `migrate(db)`
 applies the missing ones in one transaction (`BEGIN IMMEDIATE`, so two migrators never both apply one) and
 records each in `schema_version` with a SHA-256 of its text. There are no down migrations: a database newer
 than this code, or one whose applied migration text has since changed, is refused, never "fixed".
+
+PostgreSQL migrations live in `storage/migrations/postgres/` and follow the same rules; `migrate_postgres`
+holds a session advisory lock while it works, so pods migrating at once apply each migration exactly once,
+and applies each migration and its `schema_version` row in one transaction.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from storage.errors import SchemaError
 from storage.protocols import format_timestamp
@@ -38,8 +44,17 @@ class Migration:
 
 
 def bundled_migrations() -> list[Migration]:
-    """The migrations shipped in the package, in order."""
-    folder = resources.files("storage").joinpath("migrations", "sqlite")
+    """The SQLite migrations shipped in the package, in order."""
+    return _bundled("sqlite")
+
+
+def bundled_postgres_migrations() -> list[Migration]:
+    """The PostgreSQL migrations shipped in the package, in order."""
+    return _bundled("postgres")
+
+
+def _bundled(dialect: str) -> list[Migration]:
+    folder = resources.files("storage").joinpath("migrations", dialect)
     found = []
     for entry in folder.iterdir():
         m = _NAME.fullmatch(entry.name)
@@ -132,6 +147,7 @@ def migrate(
     known = bundled_migrations() if migrations is None else _checked(migrations)
     if isinstance(db, sqlite3.Connection):
         return _migrate(db, known)
+    os.close(os.open(db, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))  # a new database is owner-only
     conn = sqlite3.connect(db)
     try:
         return _migrate(conn, known)
@@ -168,3 +184,72 @@ def _migrate(conn: sqlite3.Connection, known: Sequence[Migration]) -> list[int]:
             raise
     finally:
         conn.isolation_level = saved
+
+
+# PostgreSQL -------------------------------------------------------------------------------------------
+
+# pg_advisory_lock key: the first 8 bytes of sha256("converse-worker/migrate") as a signed bigint.
+PG_LOCK_KEY = int.from_bytes(hashlib.sha256(b"converse-worker/migrate").digest()[:8], "big", signed=True)
+_PG_VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at TEXT NOT NULL)"""
+
+
+async def _pg_applied(conn: Any) -> dict[int, str] | None:
+    """Applied versions and checksums, or None when there is no `schema_version` table."""
+    if await conn.fetchval("SELECT to_regclass('schema_version')") is None:
+        return None
+    return {int(r[0]): str(r[1]) for r in await conn.fetch("SELECT version, checksum FROM schema_version")}
+
+
+async def pg_is_empty(conn: Any) -> bool:
+    """True for a database with no tables of its own in the current schema."""
+    n = await conn.fetchval("SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema()")
+    return int(n) == 0
+
+
+async def check_postgres_schema(conn: Any, migrations: Sequence[Migration] | None = None) -> None:
+    """Raise SchemaError unless the PostgreSQL schema is exactly at the latest version (asyncpg `conn`)."""
+    known = bundled_postgres_migrations() if migrations is None else _checked(migrations)
+    applied = await _pg_applied(conn)
+    if applied is None:
+        raise SchemaError(f"database has no schema_version table (not a converse database?); {MIGRATE_HINT}")
+    _verify(applied, known)
+    current, need = max(applied, default=0), latest_version(known)
+    if current < need:
+        raise SchemaError(f"database schema is at version {current}, worker needs {need}; {MIGRATE_HINT}")
+
+
+async def migrate_postgres(conn: Any, *, migrations: Sequence[Migration] | None = None) -> list[int]:
+    """Apply every missing PostgreSQL migration on an asyncpg connection; returns the versions applied now.
+
+    Holds a session advisory lock (`PG_LOCK_KEY`) for the duration, so concurrent migrators serialise and
+    each migration runs once; each migration commits together with its `schema_version` row.
+    """
+    known = bundled_postgres_migrations() if migrations is None else _checked(migrations)
+    await conn.execute("SELECT pg_advisory_lock($1)", PG_LOCK_KEY)
+    try:
+        applied = await _pg_applied(conn)
+        if applied is None:
+            if not await pg_is_empty(conn):
+                raise SchemaError("database has tables but no schema_version (not a converse database?)")
+            await conn.execute(_PG_VERSION_TABLE)
+            applied = {}
+        _verify(applied, known)
+        done = []
+        for m in known:
+            if m.version in applied:
+                continue
+            async with conn.transaction():
+                await conn.execute(m.sql)  # no arguments: a simple query, so several statements are fine
+                await conn.execute(
+                    "INSERT INTO schema_version (version, name, checksum, applied_at) "
+                    "VALUES ($1, $2, $3, $4)",
+                    m.version,
+                    m.name,
+                    m.checksum,
+                    format_timestamp(datetime.now(UTC)),
+                )
+            done.append(m.version)
+        return done
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", PG_LOCK_KEY)

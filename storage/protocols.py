@@ -12,7 +12,7 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from storage.errors import InvalidIdError
 
@@ -184,6 +184,31 @@ class TranscriptStore(Protocol):
 
     async def put_settings(self, settings: OrgSettings) -> OrgSettings: ...
     async def list_settings(self) -> list[OrgSettings]: ...
+
+
+@runtime_checkable
+class CallKeyStore(Protocol):
+    """A call's wrapped transcript-text data key (see `storage.sealed_text`), kept on the call's row.
+
+    Implemented by the SQLite and PostgreSQL stores; `run_retention` destroys it first when present.
+    """
+
+    async def put_call_key(self, call_id: str, wrapped: WrappedKey) -> bool:
+        """Store the call's wrapped text key if it has none yet (and none was destroyed). True if stored
+        now; False if the call already has (or had) one. NotFoundError if the call does not exist."""
+        ...
+
+    async def get_call_key(self, call_id: str) -> WrappedKey | None:
+        """The wrapped text key; None if never set; `blob == b""` once destroyed. NotFoundError if no call."""
+        ...
+
+    async def destroy_call_key(self, call_id: str) -> bool:
+        """Erase the wrapped text key (the call's text becomes unreadable). True if this call destroyed it."""
+        ...
+
+
+class KeyedTranscriptStore(TranscriptStore, CallKeyStore, Protocol):
+    """A TranscriptStore that also keeps call text keys (what `SealedTranscriptStore` wraps)."""
 
 
 class RecordingSink(Protocol):

@@ -118,9 +118,7 @@ def _call(r: Row) -> CallInfo:
 def _track(r: Row) -> TrackInfo:
     blob = b"" if r[6] is None else bytes(r[6])
     wrapped = WrappedKey(kek_id=r[4], kek_version=r[5], blob=blob)
-    return TrackInfo(
-        r[0], r[1], r[2], int(r[3]), wrapped, r[7], r[8], r[9], r[10], key_destroyed=r[6] is None
-    )
+    return TrackInfo(r[0], r[1], r[2], int(r[3]), wrapped, r[7], r[8], r[9], r[10], r[6] is None)
 
 
 def _utt(r: Row) -> UtteranceRecord:
@@ -150,9 +148,7 @@ def _insert_once(conn: sqlite3.Connection, insert: str, args: Row, select: str, 
     with _transaction(conn):
         try:
             cur = conn.execute(insert, args)
-        except (
-            sqlite3.IntegrityError
-        ):  # the only constraint validated input can break: the call's foreign key
+        except sqlite3.IntegrityError:  # validated input can only break the call's foreign key
             raise NotFoundError(f"call {args[0]} not found") from None
         if cur.rowcount == 0:
             existing = conn.execute(select, args[:keys]).fetchone()
@@ -362,6 +358,53 @@ class LocalTranscriptStore:
         def run(conn: sqlite3.Connection) -> bool:
             destroyed = conn.execute(sql, args).rowcount == 1
             if destroyed:  # move the zeroed page into the database and truncate the WAL holding the old one
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return destroyed
+
+        return await self._run(run)
+
+    # call text keys (storage.sealed_text) ------------------------------------------------------------
+    async def put_call_key(self, call_id: str, wrapped: WrappedKey) -> bool:
+        validate_call_id(call_id)
+        if not wrapped.blob:
+            raise ValueError("put_call_key needs a wrapped key; use destroy_call_key to destroy one")
+        sql = (
+            "UPDATE calls SET text_kek_id = ?, text_kek_version = ?, text_key = ? "
+            "WHERE call_id = ? AND text_key IS NULL AND text_key_destroyed_at IS NULL"
+        )
+        args = (wrapped.kek_id, wrapped.kek_version, wrapped.blob, call_id)
+
+        def run(conn: sqlite3.Connection) -> bool:
+            with _transaction(conn):
+                if conn.execute(sql, args).rowcount == 1:
+                    return True
+                if conn.execute("SELECT 1 FROM calls WHERE call_id = ?", (call_id,)).fetchone() is None:
+                    raise NotFoundError(f"call {call_id} not found")
+                return False
+
+        return await self._run(run)
+
+    async def get_call_key(self, call_id: str) -> WrappedKey | None:
+        validate_call_id(call_id)
+        sql = "SELECT text_kek_id, text_kek_version, text_key FROM calls WHERE call_id = ?"
+        row = await self._run(lambda conn: conn.execute(sql, (call_id,)).fetchone())
+        if row is None:
+            raise NotFoundError(f"call {call_id} not found")
+        if row[0] is None:
+            return None
+        return WrappedKey(row[0], row[1], b"" if row[2] is None else bytes(row[2]))
+
+    async def destroy_call_key(self, call_id: str) -> bool:
+        validate_call_id(call_id)
+        sql = (
+            "UPDATE calls SET text_key = NULL, text_key_destroyed_at = ? "
+            "WHERE call_id = ? AND text_key IS NOT NULL"
+        )
+        args = (format_timestamp(datetime.now(UTC)), call_id)
+
+        def run(conn: sqlite3.Connection) -> bool:
+            destroyed = conn.execute(sql, args).rowcount == 1
+            if destroyed:  # as for track keys: the old page must leave the WAL too
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             return destroyed
 

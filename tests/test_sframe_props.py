@@ -78,11 +78,11 @@ def test_malformed_header_messages(data: bytes, message: str) -> None:
 
 
 def test_encode_limits() -> None:
-    with pytest.raises(sframe.MalformedHeaderError, match="^SFrame KID does not fit in 8 bytes$"):
+    with pytest.raises(sframe.MalformedHeaderError, match=r"^SFrame KID does not fit in 8 bytes$"):
         sframe.encode_header(1 << 64, 0)
     with pytest.raises(sframe.CounterExhaustedError, match=r"^SFrame KID 1: CTR -1 outside 0\.\.2\^64-1$"):
         sframe.protect(4, b"k" * 16, 1, -1, b"x")
-    with pytest.raises(sframe.SFrameError, match="^unknown SFrame cipher suite 9$"):
+    with pytest.raises(sframe.SFrameError, match=r"^unknown SFrame cipher suite 9$"):
         sframe.protect(9, b"k" * 16, 1, 1, b"x")
 
 
@@ -127,7 +127,7 @@ def test_sender_counter_exhaustion() -> None:
     store = sframe.MemoryCounterStore({(sframe.key_fingerprint(4, key), 2): sframe.MAX_VALUE})
     sender = sframe.SFrameSender(4, key, 2, counter_store=store)
     assert sframe.parse_header(sender.protect(b"last"))[1] == sframe.MAX_VALUE
-    with pytest.raises(sframe.CounterExhaustedError, match="^SFrame KID 2: CTR space exhausted$"):
+    with pytest.raises(sframe.CounterExhaustedError, match=r"^SFrame KID 2: CTR space exhausted$"):
         sender.protect(b"one too many")
 
 
@@ -166,15 +166,15 @@ def test_receiver_key_ring_and_grace() -> None:
     rx = sframe.SFrameReceiver(5)
     rx.add_key(1, old)
     rx.add_key(2, new)
-    with pytest.raises(sframe.UnknownKeyIdError, match="^SFrame KID 3: no key$"):
+    with pytest.raises(sframe.UnknownKeyIdError, match=r"^SFrame KID 3: no key$"):
         rx.unprotect(sframe.protect(5, new, 3, 0, b"x"))
     rx.retire_key(1, now=100.0, grace=2.0)
     assert rx.unprotect(sframe.protect(5, old, 1, 0, b"late"), now=101.0) == b"late"
-    with pytest.raises(sframe.UnknownKeyIdError, match="^SFrame KID 1: key expired$"):
+    with pytest.raises(sframe.UnknownKeyIdError, match=r"^SFrame KID 1: key expired$"):
         rx.unprotect(sframe.protect(5, old, 1, 1, b"too late"), now=102.0)
     assert rx.purge(now=102.0) == [1]
     rx.remove_key(2)
-    with pytest.raises(sframe.UnknownKeyIdError, match="^SFrame KID 2: no key$"):
+    with pytest.raises(sframe.UnknownKeyIdError, match=r"^SFrame KID 2: no key$"):
         rx.unprotect(sframe.protect(5, new, 2, 0, b"x"))
 
 
@@ -213,3 +213,13 @@ def test_ratchet_forward_and_receive() -> None:
     assert gen == 6 and rx.unprotect(sframe.protect(4, step5, kid, 0, b"fresh")) == b"fresh"
     with pytest.raises(sframe.MalformedHeaderError):
         sframe.ratchet_kid(1 << 62, 0, 2)
+
+
+@given(st.binary(min_size=16, max_size=16), st.binary(min_size=12, max_size=12), st.binary(max_size=2000))
+def test_ctr_keystream_matches_aes_ctr(enc_key: bytes, nonce: bytes, data: bytes) -> None:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    aead = sframe.CtrHmac(1, enc_key + bytes(32))
+    ctx = Cipher(algorithms.AES(enc_key), modes.CTR(nonce + bytes(4))).encryptor()
+    expected = ctx.update(data) + ctx.finalize()
+    assert aead.encrypt(nonce, data, b"")[: len(data)] == expected

@@ -24,7 +24,7 @@ import structlog
 
 from typing import Protocol
 
-from media.events import PartialAudio, Transcript, Utterance
+from media.events import PartialAudio, SpeechStarted, Transcript, Utterance
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE, EncodedFrame
 from storage.protocols import CallInfo, KeyProvider, RecordingStore, TrackInfo, TranscriptStore, UtteranceRecord
 from worker.contracts import CallSummary, FinalResult, LiveEvent
@@ -121,7 +121,10 @@ class Track:
             await st.sealer.seal(frame.timestamp, frame.payload)
             self._call.engine.metrics.frames_sealed.inc()
         st.arrivals.append(((frame.timestamp + FRAME_SAMPLES) / SAMPLE_RATE, time.monotonic()))
-        await st.frames.put(frame)
+        try:
+            st.frames.put_nowait(frame)
+        except asyncio.QueueFull:
+            await self._call.wait_for_room(st.frames, frame)
 
     def count_lost(self, frames: int) -> None:
         self._st.lost += frames
@@ -153,6 +156,17 @@ class Call:
         self._subscribers: set[asyncio.Queue[LiveEvent | None]] = set()
         self._summary: CallSummary | None = None
         self._supervisor = asyncio.create_task(self._supervise(), name=f"call-{self.call_id}")
+
+    async def wait_for_room(self, queue: asyncio.Queue[EncodedFrame | object], item: EncodedFrame) -> None:
+        """Backpressure that cannot hang: if the call's pipeline died, the edge gets an error instead."""
+        put = asyncio.ensure_future(queue.put(item))
+        try:
+            await asyncio.wait({put, self._supervisor}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not put.done():
+                put.cancel()
+        if not put.done() or put.cancelled():
+            raise RuntimeError(f"call {self.call_id}: pipeline stopped")
 
     async def _supervise(self) -> None:
         structlog.contextvars.bind_contextvars(call_id=self.call_id)
@@ -227,6 +241,8 @@ class Call:
             want_partials = self.engine.config.partials and bool(self._subscribers)
             events = await asyncio.to_thread(st.speech.process, batch, ended, want_partials)
             for ev in events:
+                if isinstance(ev, SpeechStarted):
+                    continue
                 if isinstance(ev, PartialAudio):
                     if st.utterances.full():
                         self.engine.metrics.shed_partials.inc()

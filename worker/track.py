@@ -9,7 +9,7 @@ from media.events import PartialAudio, SpeechStarted, Utterance
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE, EncodedFrame
 from media.opus import OpusDecoder, OpusError
 from media.recording import RecordingHeader, RecordingWriter
-from media.resample import Resampler
+from media.resample import Resampler48to16
 from media.sframe import CipherSuite
 from media.vad import Segmenter, VadConfig
 from storage.keys import new_data_key, track_key_context
@@ -83,7 +83,7 @@ class TrackSpeech:
 
     def __init__(self, *, partials: bool = False, vad: VadConfig | None = None) -> None:
         self._decoder = OpusDecoder()
-        self._resampler = Resampler()
+        self._resampler = Resampler48to16()
         self._segmenter = Segmenter(vad or VadConfig())
         self._partials = partials
         self._next_ts = 0

@@ -1,0 +1,32 @@
+"""PHI redaction for call transcripts and logs. Pure: no I/O.
+
+`redact_text(text, variables=None)` replaces phone numbers, email addresses, payment card numbers and SSNs,
+in the digit, spoken, spelled and broken-up forms speech recognition writes, plus the values of runtime PHI
+variables, by placeholders ([PHONE], [EMAIL], [CARD], [SSN], [NAME], [DOB], ...).
+"""
+
+from redact.errors import RedactionError
+from redact.pipeline import (
+    CARD,
+    DEFAULT_ENTITIES,
+    EMAIL,
+    PHONE,
+    SSN,
+    Redaction,
+    Redactor,
+    redact_detailed,
+    redact_text,
+)
+
+__all__ = [
+    "CARD",
+    "DEFAULT_ENTITIES",
+    "EMAIL",
+    "PHONE",
+    "SSN",
+    "Redaction",
+    "RedactionError",
+    "Redactor",
+    "redact_detailed",
+    "redact_text",
+]

@@ -1,0 +1,157 @@
+"""Open the configured stores: the embedded default (SQLite + files under the data directory) or, with
+`database_url` / `object_store_url`, the scale-out backend (PostgreSQL + S3)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from storage.errors import StorageError
+from storage.protocols import CallKeyStore, KeyProvider, RecordingStore, TranscriptStore
+
+DB_NAME = "converse.db"
+RECORDINGS_DIR = "recordings"
+
+
+@dataclass(slots=True)
+class Stores:
+    transcripts: TranscriptStore
+    recordings: RecordingStore
+
+    @property
+    def degraded(self) -> bool:
+        """True while writes are being spooled because a backend is unreachable (readiness reports it)."""
+        return any(bool(getattr(s, "degraded", False)) for s in self._layers())
+
+    @property
+    def spooled_bytes(self) -> int:
+        """Bytes written to the outage spool since start (a metrics counter)."""
+        return sum(int(getattr(s, "spooled_bytes", 0)) for s in self._layers())
+
+    def _layers(self) -> list[object]:
+        found: list[object] = []
+        for store in (self.transcripts, self.recordings):
+            layer: object = store
+            while layer is not None and len(found) < 16:
+                found.append(layer)
+                layer = getattr(layer, "inner", None)
+        return found
+
+    async def close(self) -> None:
+        try:
+            await self.recordings.close()
+        finally:
+            await self.transcripts.close()
+
+
+def _private_dir(path: Path) -> None:
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
+
+
+async def open_stores(
+    data_dir: Path,
+    *,
+    database_url: str | None = None,
+    object_store_url: str | None = None,
+    keys: KeyProvider | None = None,
+    spool_dir: Path | None = None,
+) -> Stores:
+    """Open (and schema-check) the stores.
+
+    Embedded (no URLs): the database lives at `<data_dir>/converse.db`, sealed recordings under
+    `<data_dir>/recordings/`; both are created owner-only if missing. Scale-out: `database_url`
+    (`postgresql://...`) and `object_store_url` (`s3://BUCKET?endpoint=...`), both or neither.
+
+    With `keys`, transcript text is sealed at rest (`storage.sealed_text`). With `spool_dir`, writes that
+    find the backend unreachable are spooled there and replayed on recovery (`storage.spool`); the
+    transcript spool sits under the sealing layer, so only sealed text is ever spooled.
+    """
+    if (database_url is None) != (object_store_url is None):
+        raise StorageError("the scale-out backend needs both database_url and object_store_url")
+    data_dir = Path(data_dir)
+    if database_url is not None and object_store_url is not None:
+        stores = await _open_scale_out(database_url, object_store_url)
+    else:
+        stores = await _open_local(data_dir)
+    try:
+        return await wrap_stores(stores, keys=keys, spool_dir=spool_dir)
+    except BaseException:
+        await stores.close()
+        raise
+
+
+async def _open_local(data_dir: Path) -> Stores:
+    from storage.file_recordings import LocalRecordingStore
+    from storage.sqlite_store import LocalTranscriptStore
+
+    await asyncio.to_thread(_private_dir, data_dir)
+    transcripts = LocalTranscriptStore(data_dir / DB_NAME)
+    try:
+        await transcripts.open()
+    except BaseException:
+        await transcripts.close()
+        raise
+    return Stores(transcripts, LocalRecordingStore(data_dir / RECORDINGS_DIR))
+
+
+async def _open_scale_out(database_url: str, object_store_url: str) -> Stores:
+    from storage.pg_store import PgTranscriptStore
+    from storage.s3_recordings import S3RecordingStore
+
+    recordings = S3RecordingStore(object_store_url)  # parses the URL: a bad one fails before connecting
+    transcripts = PgTranscriptStore(database_url)
+    try:
+        await transcripts.open()
+        await recordings.open()
+    except BaseException:
+        await recordings.close()
+        await transcripts.close()
+        raise
+    return Stores(transcripts, recordings)
+
+
+async def wrap_stores(
+    stores: Stores, *, keys: KeyProvider | None = None, spool_dir: Path | None = None
+) -> Stores:
+    """Add text sealing and/or outage spooling around opened stores: Sealed(Spooling(store)) for
+    transcripts (text is sealed before it can reach the spool), Spooling(store) for recordings (whose bytes
+    are sealed SFrame records already). Spooled writes left by an earlier run start draining at once."""
+    transcripts: TranscriptStore = stores.transcripts
+    recordings: RecordingStore = stores.recordings
+    if spool_dir is not None:
+        from storage.spool import SpoolingRecordingStore, SpoolingTranscriptStore
+
+        spool_dir = Path(spool_dir)
+        transcripts = SpoolingTranscriptStore(transcripts, spool_dir / "transcripts")
+        recordings = SpoolingRecordingStore(recordings, spool_dir / "recordings")
+    if keys is not None:
+        from storage.sealed_text import SealedTranscriptStore
+
+        if not isinstance(transcripts, CallKeyStore):
+            raise StorageError("sealed transcript text needs a store that keeps call keys")
+        transcripts = SealedTranscriptStore(transcripts, keys)
+    return Stores(transcripts, recordings)
+
+
+async def migrate_stores(data_dir: Path, *, database_url: str | None = None) -> list[int]:
+    """Apply pending schema migrations (`converse-worker migrate`); returns the versions applied."""
+    from storage import migrate
+
+    if database_url is not None:
+        from storage.pg_store import PgTranscriptStore
+
+        return await PgTranscriptStore(database_url).migrate()
+    data_dir = Path(data_dir)
+    await asyncio.to_thread(_private_dir, data_dir)
+    return await asyncio.to_thread(migrate.migrate, data_dir / DB_NAME)
+
+
+def memory_stores() -> Stores:
+    """In-memory stores for unit tests (see `storage.memory`)."""
+    from storage.memory import MemoryRecordingStore, MemoryTranscriptStore
+
+    return Stores(MemoryTranscriptStore(), MemoryRecordingStore())

@@ -1,0 +1,76 @@
+"""Properties of redact_text over generated transcript-like text."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from redact import redact_text
+from redact.card import luhn_valid
+from redact.numbers import NUMBER_WORDS
+
+# Plain words with no digits, number words, "at"/"dot" or "@": nothing to redact.
+SAFE_WORDS = st.sampled_from(
+    "the patient said she would call back later about her refill and the doctor is in clinic on "
+    "tuesday please hold while I check your chart okay thanks bye".split()
+)
+PUNCT = st.sampled_from([" ", ", ", ". ", "? ", " - ", "... "])
+
+
+@st.composite
+def safe_text(draw: st.DrawFn) -> str:
+    words = draw(st.lists(SAFE_WORDS, max_size=30))
+    return "".join(w + draw(PUNCT) for w in words).strip()
+
+
+_CHARS = st.characters(blacklist_categories=["Cs", "Nd", "No"], blacklist_characters="@")
+
+
+@given(st.text(_CHARS, max_size=120))
+def test_text_without_digits_number_words_or_at_dot_is_unchanged(text: str) -> None:
+    lowered = re.findall(r"[a-z]+", text.lower())
+    if any(w in NUMBER_WORDS or w in ("at", "dot", "plus") for w in lowered):
+        return
+    assert redact_text(text) == text
+
+
+@given(safe_text())
+def test_safe_words_unchanged(text: str) -> None:
+    assert redact_text(text) == text
+
+
+def digit_run(min_size: int, max_size: int) -> st.SearchStrategy[str]:
+    return st.text("0123456789", min_size=min_size, max_size=max_size)
+
+
+@st.composite
+def mixed_text(draw: st.DrawFn) -> str:
+    pieces = draw(
+        st.lists(
+            st.one_of(
+                SAFE_WORDS,
+                digit_run(1, 19),
+                st.sampled_from(["five", "oh", "double two", "at", "dot", "um", "example", "com", "one"]),
+            ),
+            max_size=25,
+        )
+    )
+    return "".join(p + draw(PUNCT) for p in pieces).strip()
+
+
+@settings(max_examples=300)
+@given(mixed_text())
+def test_idempotent(text: str) -> None:
+    once = redact_text(text)
+    assert redact_text(once) == once
+
+
+@settings(max_examples=300)
+@given(mixed_text())
+def test_no_luhn_valid_card_run_or_ten_digit_run_survives(text: str) -> None:
+    out = redact_text(text)
+    for run in re.findall(r"(?<!\d)\d+(?!\d)", out):
+        assert len(run) != 10, (text, out)
+        assert not (13 <= len(run) <= 19 and luhn_valid(run)), (text, out)

@@ -1,0 +1,203 @@
+"""`converse-worker call URL FIXTURE`: an aiortc WHIP client that sends a fixture to a running worker.
+
+Each fixture track (48 kHz mono int16) becomes one send-only Opus track, paced in real time by frame pts.
+After the fixture, every track sends `tail_s` of silence (so the last utterance finalises), then ends; the
+client waits for the last packets to land, DELETEs the call and returns what it sent and the worker's
+summary from the DELETE response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+import av
+import numpy as np
+import numpy.typing as npt
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from media.frames import FRAME_SAMPLES, SAMPLE_RATE
+from worker.webrtc import loopback_only as _loopback_only
+
+TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
+
+
+class WhipClientError(Exception):
+    """The call could not be made; the message is one line."""
+
+
+class FixtureTrack(MediaStreamTrack):
+    """One fixture track as 20 ms `av.AudioFrame`s (s16 mono 48 kHz), paced by pts when `realtime`."""
+
+    kind = "audio"
+
+    def __init__(self, samples: npt.NDArray[np.int16], total_frames: int, *, realtime: bool = True) -> None:
+        super().__init__()
+        self._samples = np.ascontiguousarray(samples, dtype=np.int16).reshape(-1)
+        self._total = total_frames
+        self._realtime = realtime
+        self._start: float | None = None
+        self.frames_sent = 0
+        self.done = asyncio.Event()
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live" or self.frames_sent >= self._total:
+            self.done.set()
+            self.stop()
+            raise MediaStreamError
+        index = self.frames_sent
+        loop = asyncio.get_running_loop()
+        if self._realtime:
+            if self._start is None:
+                self._start = loop.time()
+            wait = self._start + index * FRAME_SAMPLES / SAMPLE_RATE - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        else:
+            await asyncio.sleep(0)
+        chunk = self._samples[index * FRAME_SAMPLES : (index + 1) * FRAME_SAMPLES]
+        if len(chunk) < FRAME_SAMPLES:
+            chunk = np.concatenate([chunk, np.zeros(FRAME_SAMPLES - len(chunk), dtype=np.int16)])
+        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = index * FRAME_SAMPLES
+        frame.time_base = TIME_BASE
+        self.frames_sent += 1
+        return frame
+
+
+def whip_endpoint(url: str) -> str:
+    """Accept the worker's base URL or its WHIP endpoint."""
+    return urljoin(url, "/whip") if urlsplit(url).path in ("", "/") else url
+
+
+async def _wait_state(pc: Any, wanted: str, wait_s: float) -> None:
+    changed = asyncio.Event()
+    pc.on("connectionstatechange", changed.set)
+    deadline = time.monotonic() + wait_s
+    while pc.connectionState != wanted:
+        if pc.connectionState in ("failed", "closed"):
+            raise WhipClientError(f"connection {pc.connectionState}")
+        changed.clear()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise WhipClientError(f"not {wanted} after {wait_s:g} s (state {pc.connectionState})")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), remaining)
+
+
+async def _packets_sent(sender: Any) -> int:
+    stats = await sender.getStats()
+    return sum(int(s.packetsSent) for s in stats.values() if getattr(s, "type", "") == "outbound-rtp")
+
+
+async def run_call(
+    url: str,
+    fixture_tracks: Sequence[npt.NDArray[np.int16]],
+    token: str,
+    realtime: bool = True,
+    *,
+    tail_s: float = 1.5,
+    settle_s: float = 0.5,
+    connect_timeout_s: float = 15.0,
+    loopback_only: bool = False,
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Call the worker at `url` with the fixture; return {"call_id", "location", "frames_sent" per track,
+    "packets_sent" per track, "duration_s", "server": the DELETE response (the call's summary)}."""
+    if not fixture_tracks:
+        raise WhipClientError("fixture has no tracks")
+    context = _loopback_only() if loopback_only else contextlib.nullcontext()
+    with context:
+        return await _run_call(
+            whip_endpoint(url), fixture_tracks, token, realtime, tail_s, settle_s, connect_timeout_s, headers
+        )
+
+
+async def _run_call(
+    endpoint: str,
+    fixture_tracks: Sequence[npt.NDArray[np.int16]],
+    token: str,
+    realtime: bool,
+    tail_s: float,
+    settle_s: float,
+    connect_timeout_s: float,
+    headers: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    longest = max(len(t) for t in fixture_tracks)
+    total = math.ceil(longest / FRAME_SAMPLES) + math.ceil(tail_s * SAMPLE_RATE / FRAME_SAMPLES)
+    tracks = [FixtureTrack(t, total, realtime=realtime) for t in fixture_tracks]
+    opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"]
+    auth = {"Authorization": f"Bearer {token}"}
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    location: str | None = None
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as http:
+        try:
+            senders = []
+            for track in tracks:
+                transceiver = pc.addTransceiver(track, direction="sendonly")
+                transceiver.setCodecPreferences(opus)
+                senders.append(transceiver.sender)
+            await pc.setLocalDescription(await pc.createOffer())
+            post_headers = {**(headers or {}), **auth, "Content-Type": "application/sdp"}
+            async with http.post(endpoint, data=pc.localDescription.sdp, headers=post_headers) as resp:
+                text = await resp.text()
+                if resp.status != 201:
+                    line = text.strip().splitlines()[0] if text.strip() else resp.reason
+                    raise WhipClientError(f"WHIP POST {resp.status}: {line}")
+                location = urljoin(endpoint, resp.headers["Location"])
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="answer"))
+            await _wait_state(pc, "connected", connect_timeout_s)
+            ended: asyncio.Future[Any] = asyncio.gather(*(t.done.wait() for t in tracks))
+            failed: asyncio.Future[Any] = asyncio.ensure_future(_wait_state(pc, "failed", math.inf))
+            try:
+                await asyncio.wait([ended, failed], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                failed.cancel()
+                with contextlib.suppress(asyncio.CancelledError, WhipClientError):
+                    await failed
+            if not ended.done():
+                ended.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ended
+                raise WhipClientError(f"connection {pc.connectionState} during the call")
+            await asyncio.sleep(settle_s)  # the last packets are on their way
+            packets = [await _packets_sent(s) for s in senders]
+            server = await _delete(http, location, auth)
+            location_done, location = location, None
+        finally:
+            await pc.close()
+            if location is not None:  # failed mid-call: do not leave the call running on the worker
+                with contextlib.suppress(aiohttp.ClientError, WhipClientError):
+                    await _delete(http, location, auth)
+    return {
+        "call_id": location_done.rstrip("/").rsplit("/", 1)[-1],
+        "location": location_done,
+        "tracks": len(tracks),
+        "frames_sent": [t.frames_sent for t in tracks],
+        "packets_sent": packets,
+        "duration_s": round(time.monotonic() - started, 3),
+        "server": server,
+    }
+
+
+async def _delete(http: aiohttp.ClientSession, location: str, auth: Mapping[str, str]) -> Any:
+    async with http.delete(location, headers=auth) as resp:
+        text = await resp.text()
+        if resp.status != 200:
+            line = text.strip().splitlines()[0] if text.strip() else resp.reason
+            raise WhipClientError(f"WHIP DELETE {resp.status}: {line}")
+        try:
+            return json.loads(text)
+        except ValueError:
+            return None

@@ -1,0 +1,517 @@
+"""WebRTC calls: one aiortc RTCPeerConnection per call, one pipeline per received audio track.
+
+`Calls` is the registry the WHIP handlers talk to: admission (capacity, draining), `start` (offer -> answer),
+`end` (DELETE), `drain(deadline_s)` and `close()`. Each `Call` runs as one task owned by the registry, and
+everything the call does runs in that task's TaskGroup: per track a `recv()` drainer (aiortc queues frames
+without bound if nobody reads) and a pump that takes encoded Opus frames from `media.opus_tap` and pushes
+them into the pipeline (awaiting `push` is the backpressure), plus a no-media watchdog. aiortc's callbacks
+stay here and only ever resolve the call's end future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aioice.ice
+import structlog
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCSessionDescription,
+    sdp,
+)
+from aiortc.mediastreams import MediaStreamError
+
+from media.frames import EncodedFrame
+from media.opus_tap import OpusTap, RtpTimeline, TapOverflowError, opus_packet_samples
+from worker.contracts import CallSession, CallSummary, Engine, TrackPipeline
+
+log = structlog.get_logger(__name__)
+
+LOOPBACK = "127.0.0.1"
+
+
+class CallError(Exception):
+    """Base of the call edge's errors; messages are one line, with ids and counts only."""
+
+
+class OfferError(CallError):
+    """The SDP offer cannot be used (HTTP 400)."""
+
+
+class DrainingError(CallError):
+    """The worker is draining and takes no new calls (HTTP 503)."""
+
+
+class AtCapacityError(CallError):
+    """The worker is at its concurrent-call limit (HTTP 503)."""
+
+
+class ConfigError(CallError):
+    """A WebRTC setting the process cannot honour."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebRtcConfig:
+    ice_servers: tuple[RTCIceServer, ...] = ()  # no STUN/TURN unless configured
+    udp_port_range: tuple[int, int] | None = None  # checked, not set: see check_udp_port_range
+    loopback_only: bool = False  # host candidates 127.0.0.1 only, remote non-loopback candidates dropped
+    max_calls: int = 32
+    connect_timeout_s: float = (
+        10.0  # ICE + DTLS must connect by then (aioice alone takes much longer to fail)
+    )
+    no_media_timeout_s: float = 20.0
+    max_call_s: float = 3600.0
+    tap_max_frames: int = 1500  # 30 s of 20 ms frames waiting for a stalled pipeline, then the call fails
+    decode_in_aiortc: bool = False  # the pipeline decodes the payload itself; aiortc's decode is wasted
+    teardown_timeout_s: float = 5.0  # for the decoder thread to stop and the track to end
+    flush_timeout_s: float = 60.0  # for the pipeline to take the last frames after the peer closed
+
+
+# -- process-wide aioice settings ----------------------------------------------------------------------
+
+
+def _loopback_addresses(use_ipv4: bool = True, use_ipv6: bool = True) -> list[str]:
+    return [LOOPBACK] if use_ipv4 else []
+
+
+def enable_loopback_only() -> None:
+    """Gather only 127.0.0.1 host candidates, process-wide (aioice leaves loopback out by default)."""
+    aioice.ice.get_host_addresses = _loopback_addresses
+
+
+@contextlib.contextmanager
+def loopback_only() -> Iterator[None]:
+    """`enable_loopback_only` for the duration of a block (tests)."""
+    saved = aioice.ice.get_host_addresses
+    aioice.ice.get_host_addresses = _loopback_addresses
+    try:
+        yield
+    finally:
+        aioice.ice.get_host_addresses = saved
+
+
+def check_udp_port_range(
+    low: int, high: int, *, sysctl: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")
+) -> None:
+    """aioice 0.13 binds host candidates to port 0 and has no port-range option, so the range a pod's
+    firewall opens must be the kernel's ephemeral range: set the (network-namespaced, Kubernetes-"safe")
+    sysctl `net.ipv4.ip_local_port_range` in the pod. This checks that it lies inside [low, high]."""
+    if not 0 < low <= high <= 65535:
+        raise ConfigError(f"bad UDP port range {low}-{high}")
+    try:
+        kernel_low, kernel_high = (int(x) for x in sysctl.read_text().split())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {sysctl}: {type(exc).__name__}") from None
+    if kernel_low < low or kernel_high > high:
+        raise ConfigError(
+            f"UDP port range {low}-{high} needs net.ipv4.ip_local_port_range inside it "
+            f"(it is {kernel_low}-{kernel_high}); aioice cannot bind a range itself"
+        )
+
+
+# -- offers ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OfferInfo:
+    kinds: tuple[str, ...]  # m-line kinds in order
+    audio_tracks: int
+
+
+def _sends(media: Any) -> bool:
+    return media.port != 0 and media.direction in (None, "sendrecv", "sendonly")
+
+
+def _is_opus(codec: Any) -> bool:
+    return bool(
+        str(codec.mimeType).lower() == "audio/opus" and codec.clockRate == 48000 and codec.channels == 2
+    )
+
+
+def parse_offer(text: str) -> OfferInfo:
+    """Validate what a call needs from an offer before any state is created."""
+    if not text.startswith("v=0"):
+        raise OfferError("malformed SDP")
+    try:
+        description = sdp.SessionDescription.parse(text)
+    except Exception:  # aiortc's parser raises ValueError, AssertionError, IndexError... on bad input
+        raise OfferError("malformed SDP") from None
+    audio = [m for m in description.media if m.kind == "audio" and _sends(m)]
+    if not audio:
+        raise OfferError("offer has no audio")
+    if not all(any(_is_opus(c) for c in m.rtp.codecs) for m in audio):
+        raise OfferError("no supported audio codec (need opus/48000/2)")
+    return OfferInfo(kinds=tuple(m.kind for m in description.media), audio_tracks=len(audio))
+
+
+def keep_loopback_candidates(text: str) -> str:
+    """Drop remote candidates that are not 127.0.0.1 (no mDNS lookups, no traffic off the host)."""
+    lines = text.splitlines()
+    kept = [ln for ln in lines if not ln.startswith("a=candidate:") or _candidate_host(ln) == LOOPBACK]
+    return "\r\n".join(kept) + "\r\n"
+
+
+def _candidate_host(line: str) -> str | None:
+    parts = line.split()
+    return parts[4] if len(parts) > 4 else None
+
+
+_AUDIO_CAPABILITIES = RTCRtpReceiver.getCapabilities("audio")
+_OPUS = [c for c in (_AUDIO_CAPABILITIES.codecs if _AUDIO_CAPABILITIES else []) if _is_opus(c)]
+
+
+# -- one call ----------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Track:
+    index: int
+    track: Any  # aiortc RemoteStreamTrack
+    tap: OpusTap
+    pipeline: TrackPipeline | None = None
+    pushed: int = 0
+    lost: int = 0
+
+
+@dataclass(slots=True)
+class Call:
+    call_id: str
+    org_id: str
+    session: CallSession
+    pc: Any  # RTCPeerConnection
+    tracks: list[_Track]
+    config: WebRtcConfig
+    clock: Callable[[], float]
+    started: float
+    last_media: float
+    summary: CallSummary | None = None
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    _end: asyncio.Future[tuple[str, str | None]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    _task: asyncio.Task[None] | None = None
+
+    def end(self, status: str = "ended", reason: str | None = None) -> None:
+        """Ask the call to end (the first reason wins); it tears down and finishes in its own task."""
+        if not self._end.done():
+            self._end.set_result((status, reason))
+
+    @property
+    def ending(self) -> bool:
+        return self._end.done()
+
+    async def wait_finished(self, wait_s: float | None = None) -> CallSummary | None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.finished.wait(), wait_s)
+        return self.summary
+
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected":
+            self.connected.set()
+        elif state == "failed":
+            self.end("failed", "ICE/DTLS connection failed")
+        elif state == "closed":
+            self.end("ended", "connection closed")
+
+    async def run(self) -> None:
+        bound = log.bind(call_id=self.call_id)
+        try:
+            status, reason = await self._serve()
+        except asyncio.CancelledError:
+            await self._finish("failed", "call cancelled")
+            raise
+        except Exception as exc:  # one call's failure must not take the worker down; finish it loudly
+            bound.error("call_error", error=type(exc).__name__)
+            await self._finish("failed", "internal error")
+        else:
+            await self._finish(status, reason)
+
+    async def _serve(self) -> tuple[str, str | None]:
+        async with asyncio.TaskGroup() as tg:
+            drainers = [tg.create_task(self._drain(t), name=f"drain-{t.index}") for t in self.tracks]
+            pumps = [tg.create_task(self._pump(t), name=f"pump-{t.index}") for t in self.tracks]
+            watchdogs = [
+                tg.create_task(self._watch_connect(), name="no-media-connect"),
+                tg.create_task(self._watch_media(), name="no-media"),
+            ]
+            try:
+                status, reason = await asyncio.wait_for(asyncio.shield(self._end), self.config.max_call_s)
+            except TimeoutError:
+                self.end("ended", f"maximum call length ({self.config.max_call_s:g} s)")
+                status, reason = self._end.result()
+            for task in watchdogs:
+                task.cancel()
+            # Closing the peer connection stops each receiver's decoder thread, which ends its track; the
+            # drainer then closes the tap, which flushes aiortc's jitter buffer and ends the pump.
+            await self.pc.close()
+            _, stuck = await asyncio.wait(drainers, timeout=self.config.teardown_timeout_s)
+            for task in stuck:  # a receiver that never started has no decoder thread to end its track
+                task.cancel()
+            _, stuck = await asyncio.wait(pumps, timeout=self.config.flush_timeout_s)
+            for task in stuck:
+                task.cancel()
+        return status, reason
+
+    async def _drain(self, t: _Track) -> None:
+        try:
+            while True:
+                await t.track.recv()  # decoded frames (decode_in_aiortc) are dropped; the pipeline decodes
+        except MediaStreamError:
+            pass
+        finally:
+            t.tap.close()
+
+    async def _pump(self, t: _Track) -> None:
+        assert t.pipeline is not None
+        timeline = RtpTimeline()
+        while True:
+            try:
+                frame = await t.tap.get()
+            except TapOverflowError:
+                self.end("failed", f"track {t.index}: receive queue overflow")
+                continue
+            if frame is None:
+                break
+            placed = timeline.feed(frame.rtp_timestamp, opus_packet_samples(frame.payload))
+            if placed is None:  # not after the previous frame: cannot be stored in order
+                self._lose(t, 1)
+                continue
+            if placed.lost:
+                self._lose(t, placed.lost)
+            self.last_media = self.clock()
+            await t.pipeline.push(EncodedFrame(payload=frame.payload, timestamp=placed.timestamp))
+            t.pushed += 1
+        if t.tap.dropped:
+            self._lose(t, t.tap.dropped)
+
+    @staticmethod
+    def _lose(t: _Track, frames: int) -> None:
+        assert t.pipeline is not None
+        t.lost += frames
+        t.pipeline.count_lost(frames)
+
+    async def _watch_connect(self) -> None:
+        limit = self.config.connect_timeout_s
+        try:
+            await asyncio.wait_for(self.connected.wait(), limit)
+        except TimeoutError:
+            self.end("failed", f"ICE/DTLS not connected after {limit:g} s")
+
+    async def _watch_media(self) -> None:
+        timeout = self.config.no_media_timeout_s
+        while True:
+            idle = self.clock() - self.last_media
+            if idle >= timeout:
+                self.end("failed", f"no media for {timeout:g} s")
+                return
+            await asyncio.sleep(timeout - idle)
+
+    async def _finish(self, status: str, reason: str | None) -> None:
+        try:
+            with contextlib.suppress(Exception):  # already closed, or closing failed: nothing left to save
+                await self.pc.close()
+            for t in self.tracks:
+                t.tap.close()
+            self.summary = await self.session.finish(status, reason)
+            log.info(
+                "call_finished",
+                call_id=self.call_id,
+                status=status,
+                reason=reason,
+                frames=[t.pushed for t in self.tracks],
+                lost=[t.lost for t in self.tracks],
+            )
+        finally:
+            self.finished.set()
+
+
+# -- the registry ------------------------------------------------------------------------------------
+
+BeforeAnswer = Callable[[CallSession], Awaitable[None]]
+
+
+class Calls:
+    """Active WebRTC calls of this process: admission, start, end, drain, close."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        config: WebRtcConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.engine = engine
+        self.config = config or WebRtcConfig()
+        self.clock = clock
+        self._calls: dict[str, Call] = {}
+        self._starting = 0
+        self._draining = False
+        self._changed = asyncio.Event()
+        if self.config.udp_port_range is not None:
+            check_udp_port_range(*self.config.udp_port_range)
+        if self.config.loopback_only:
+            enable_loopback_only()
+
+    async def __aenter__(self) -> Calls:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def get(self, call_id: str) -> Call | None:
+        return self._calls.get(call_id)
+
+    def _admit(self) -> None:
+        if self._draining:
+            raise DrainingError("server is draining")
+        if len(self._calls) + self._starting >= self.config.max_calls:
+            raise AtCapacityError(f"at capacity ({self.config.max_calls} calls)")
+
+    async def start(
+        self,
+        offer_sdp: str,
+        *,
+        org_id: str,
+        variables: Mapping[str, str] | None = None,
+        before_answer: BeforeAnswer | None = None,
+    ) -> tuple[Call, str]:
+        """Admit a call, answer its offer (ICE gathering complete) and run it. Returns (call, answer SDP)."""
+        self._admit()
+        info = parse_offer(offer_sdp)
+        self._starting += 1
+        try:
+            return await self._start(offer_sdp, info, org_id, variables, before_answer)
+        finally:
+            self._starting -= 1
+            self._changed.set()
+
+    async def _start(
+        self,
+        offer_sdp: str,
+        info: OfferInfo,
+        org_id: str,
+        variables: Mapping[str, str] | None,
+        before_answer: BeforeAnswer | None,
+    ) -> tuple[Call, str]:
+        if self.config.loopback_only:
+            offer_sdp = keep_loopback_candidates(offer_sdp)
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self.config.ice_servers)))
+        tracks: list[_Track] = []
+        session: CallSession | None = None
+        try:
+            # One transceiver per m-line, in order, before the offer is applied: audio receives Opus only
+            # (the answer offers no fallback codec), video is answered inactive (no decode, no CPU).
+            for kind in info.kinds:
+                if kind == "audio":
+                    pc.addTransceiver("audio", direction="recvonly").setCodecPreferences(_OPUS)
+                elif kind == "video":
+                    pc.addTransceiver("video", direction="inactive")
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            except Exception as exc:  # aiortc raises ValueError, OperationError, ... for offers it refuses
+                detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise OfferError(f"malformed SDP: {detail}") from None
+            loop = asyncio.get_running_loop()
+            for tr in pc.getTransceivers():  # created in m-line order above
+                if tr.kind == "audio" and tr.direction == "recvonly" and tr.receiver.track is not None:
+                    # Taps attach before the local description starts ICE, so before any frame can arrive.
+                    tap = OpusTap(
+                        tr.receiver,
+                        loop=loop,
+                        max_frames=self.config.tap_max_frames,
+                        decode=self.config.decode_in_aiortc,
+                    )
+                    tracks.append(_Track(index=len(tracks), track=tr.receiver.track, tap=tap))
+            if not tracks:
+                raise OfferError("offer has no audio")
+            session = await self.engine.start_call(org_id=org_id, source="whip", variables=variables)
+            for t in tracks:
+                t.pipeline = await session.open_track()
+            if before_answer is not None:
+                await before_answer(session)
+            await pc.setLocalDescription(await pc.createAnswer())  # aiortc gathers candidates first
+            if self._draining:
+                raise DrainingError("server is draining")
+            now = self.clock()
+            call = Call(
+                call_id=session.call_id,
+                org_id=org_id,
+                session=session,
+                pc=pc,
+                tracks=tracks,
+                config=self.config,
+                clock=self.clock,
+                started=now,
+                last_media=now,
+            )
+            pc.on("connectionstatechange", call._on_connection_state)
+            self._calls[call.call_id] = call
+            call._task = asyncio.create_task(call.run(), name=f"call-{call.call_id}")
+            call._task.add_done_callback(lambda _: self._forget(call.call_id))
+            log.info("call_started", call_id=call.call_id, tracks=len(tracks))
+            return call, pc.localDescription.sdp
+        except BaseException as exc:
+            for t in tracks:
+                t.tap.close()
+            await pc.close()
+            if session is not None:
+                reason = str(exc) if isinstance(exc, CallError) else "call setup failed"
+                await session.finish("failed", reason)
+            raise
+
+    def _forget(self, call_id: str) -> None:
+        self._calls.pop(call_id, None)
+        self._changed.set()
+
+    async def end(
+        self, call_id: str, status: str = "ended", reason: str | None = None, *, wait_s: float | None = None
+    ) -> CallSummary | None:
+        """End a call (KeyError if unknown); wait up to `wait_s` for it to finish."""
+        call = self._calls[call_id]
+        call.end(status, reason)
+        return await call.wait_finished(wait_s)
+
+    async def _wait_idle(self, wait_s: float | None) -> bool:
+        deadline = None if wait_s is None else self.clock() + wait_s
+        while self._calls or self._starting:
+            self._changed.clear()
+            remaining = None if deadline is None else deadline - self.clock()
+            if remaining is not None and remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+        return True
+
+    async def drain(self, deadline_s: float) -> None:
+        """Refuse new calls, let active ones run until `deadline_s`, then end them; return when all are
+        finished (each call's teardown is bounded by teardown_timeout_s + flush_timeout_s)."""
+        self._draining = True
+        if not await self._wait_idle(deadline_s):
+            for call in list(self._calls.values()):
+                call.end("ended", "server draining")
+            await self._wait_idle(None)
+
+    async def close(self) -> None:
+        """End every call now (as a drain with no grace period)."""
+        await self.drain(0)
+
+    def tasks(self) -> Sequence[asyncio.Task[None]]:
+        return [c._task for c in self._calls.values() if c._task is not None]
