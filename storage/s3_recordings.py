@@ -78,10 +78,23 @@ class S3RecordingSink:
             raise StoreClosedError(f"recording sink {self._key[0]}/{self._key[1]} is closed")
 
     async def append(self, data: bytes) -> None:
+        """Buffer `data` (uploading a part once `PART_BYTES` are pending). An append that raises took
+        nothing; a flush that raises keeps everything for the retry."""
         self._check_open()
         self._buffer += data
         if len(self._buffer) >= PART_BYTES:
-            await self._upload()
+            try:
+                await self._upload()
+            except BaseException:
+                if data and self._buffer.endswith(data):  # the upload failed: give `data` back
+                    del self._buffer[-len(data) :]
+                raise
+
+    async def abort(self) -> None:
+        """Close without uploading: drop what is buffered (the caller kept it elsewhere, e.g. a spool)."""
+        self._buffer.clear()
+        self._closed = True
+        self._store._release(self._key)
 
     async def flush(self) -> None:
         self._check_open()

@@ -27,7 +27,6 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="take WebRTC calls over WHIP, with admin API, health and metrics")
     add_settings(s)
-    s.add_argument("--partials", action="store_true", help="compute interim transcripts for the live view")
 
     r = sub.add_parser("replay", help="run call fixtures through the pipeline")
     add_settings(r, STORAGE + ASR)
@@ -72,7 +71,10 @@ def _parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("keys", help="key-encryption keys")
     ksub = k.add_subparsers(dest="action", required=True)
-    for name, help_ in (("rotate", "new KEK version; re-wrap every stored track key"), ("status", "KEK versions")):
+    for name, help_ in (
+        ("rotate", "new KEK version; re-wrap every stored track key"),
+        ("status", "KEK versions"),
+    ):
         kk = ksub.add_parser(name, help=help_)
         add_settings(kk, STORAGE)
         kk.add_argument("--json", action="store_true")
@@ -96,7 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     rr = rsub.add_parser("run")
     add_settings(rr, STORAGE)
     rr.add_argument("--json", action="store_true")
-    rr.add_argument("--now", default=None, help="pretend it is this UTC time (ISO 8601), for tests and drills")
+    rr.add_argument(
+        "--now", default=None, help="pretend it is this UTC time (ISO 8601), for tests and drills"
+    )
 
     tk = sub.add_parser("token", help="identities for the embedded issuer")
     tksub = tk.add_subparsers(dest="action", required=True)

@@ -46,14 +46,18 @@ async def cli_guard(
                 principal = sec.authenticator.authenticate(f"Bearer {token}")
             except IdentityError as exc:
                 await sec.audit.append(
-                    actor_of(local_operator(args.org_id)), action, resource, "denied",
+                    actor_of(local_operator(args.org_id)),
+                    action,
+                    resource,
+                    "denied",
                     details={"reason": str(exc)},
                 )
                 raise CommandError(f"denied: {exc}") from None
             decision = check(principal, perm)
             if not decision.allowed:
-                await sec.audit.append(actor_of(principal), action, resource, "denied",
-                                       details={"reason": decision.reason})
+                await sec.audit.append(
+                    actor_of(principal), action, resource, "denied", details={"reason": decision.reason}
+                )
                 raise CommandError(f"denied: {decision.reason}")
             basis = "token"
         else:
@@ -62,7 +66,14 @@ async def cli_guard(
         try:
             yield
         except CommandError as exc:
-            await sec.audit.append(actor_of(principal), action, resource, "error",
-                                   details={"basis": basis, "error": str(exc), **details})
+            await sec.audit.append(
+                actor_of(principal),
+                action,
+                resource,
+                "error",
+                details={"basis": basis, "error": str(exc), **details},
+            )
             raise
-        await sec.audit.append(actor_of(principal), action, resource, "allowed", details={"basis": basis, **details})
+        await sec.audit.append(
+            actor_of(principal), action, resource, "allowed", details={"basis": basis, **details}
+        )

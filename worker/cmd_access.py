@@ -20,35 +20,62 @@ async def audit(args: argparse.Namespace) -> int:
         actor = actor_of(local_operator(args.org_id))
         if args.action == "verify":
             findings = await log.verify()
-            await log.append(actor, "cli.verify_audit", "audit", "ok" if not findings else "error",
-                             details={"findings": len(findings)})
+            await log.append(
+                actor,
+                "cli.verify_audit",
+                "audit",
+                "ok" if not findings else "error",
+                details={"findings": len(findings)},
+            )
             if args.json:
-                print(json.dumps({"ok": not findings, "findings": [
-                    {"kind": f.kind, "message": f.message, "seq": f.seq, "checkpoint": f.checkpoint}
-                    for f in findings]}))
+                print(
+                    json.dumps(
+                        {
+                            "ok": not findings,
+                            "findings": [
+                                {
+                                    "kind": f.kind,
+                                    "message": f.message,
+                                    "seq": f.seq,
+                                    "checkpoint": f.checkpoint,
+                                }
+                                for f in findings
+                            ],
+                        }
+                    )
+                )
             else:
                 for f in findings:
                     print(f.message)
                 if not findings:
                     print("audit log verified: no findings")
             if findings:
-                print(f"error: audit verify: {len(findings)} finding(s); first: {findings[0].message}",
-                      file=sys.stderr)
+                print(
+                    f"error: audit verify: {len(findings)} finding(s); first: {findings[0].message}",
+                    file=sys.stderr,
+                )
                 return 1
             return 0
         if args.action == "checkpoint":
             cp = await log.checkpoint()
-            print(json.dumps(cp) if args.json else f"checkpoint {cp.get('seq', '')}: tree size "
-                  f"{cp.get('tree_size')} root {cp.get('root_hash')}")
+            print(
+                json.dumps(cp)
+                if args.json
+                else f"checkpoint {cp.get('seq', '')}: tree size "
+                f"{cp.get('tree_size')} root {cp.get('root_hash')}"
+            )
             return 0
         if args.action == "show":
             rows = await log.entries(0, 1000)
             rows = rows[-args.limit :]
             await log.append(actor, "cli.read_audit", "audit", "allowed", details={"entries": len(rows)})
             for row in rows:
-                print(json.dumps(row, ensure_ascii=False) if args.json else
-                      f"{row.get('seq'):>6} {row.get('ts')} {row.get('action')} {row.get('resource')} "
-                      f"{row.get('outcome')} {(row.get('actor') or {}).get('user_id')}")
+                print(
+                    json.dumps(row, ensure_ascii=False)
+                    if args.json
+                    else f"{row.get('seq'):>6} {row.get('ts')} {row.get('action')} {row.get('resource')} "
+                    f"{row.get('outcome')} {(row.get('actor') or {}).get('user_id')}"
+                )
             return 0
         if args.action == "prove":
             try:
@@ -74,14 +101,31 @@ async def token(args: argparse.Namespace) -> int:
             return 0
         try:
             jwt_ = issue_for_user(
-                sec.issuer, sec.totp, user_id=args.user, email=args.email, org_id=args.org, role=args.role,
-                code=args.totp, now=time.time(), ttl_s=args.ttl,
+                sec.issuer,
+                sec.totp,
+                user_id=args.user,
+                email=args.email,
+                org_id=args.org,
+                role=args.role,
+                code=args.totp,
+                now=time.time(),
+                ttl_s=args.ttl,
             )
         except (IdentityError, TotpError) as exc:
-            await sec.audit.append(operator, "token.issue", f"user/{args.user}", "denied",
-                                   details={"reason": str(exc), "role": args.role})
+            await sec.audit.append(
+                operator,
+                "token.issue",
+                f"user/{args.user}",
+                "denied",
+                details={"reason": str(exc), "role": args.role},
+            )
             raise CommandError(str(exc)) from None
-        await sec.audit.append(operator, "token.issue", f"user/{args.user}", "ok",
-                               details={"role": args.role, "email": args.email, "mfa": args.totp is not None})
+        await sec.audit.append(
+            operator,
+            "token.issue",
+            f"user/{args.user}",
+            "ok",
+            details={"role": args.role, "email": args.email, "mfa": args.totp is not None},
+        )
         print(json.dumps({"token": jwt_, "expires_in": args.ttl}) if args.json else jwt_)
         return 0

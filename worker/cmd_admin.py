@@ -21,19 +21,36 @@ async def keys(args: argparse.Namespace) -> int:
         actor = actor_of(local_operator(args.org_id))
         if args.action == "status":
             kek_id, version = rt.keys.current()
-            print(json.dumps({"kek_id": kek_id, "version": version}) if args.json
-                  else f"KEK {kek_id} version {version}")
+            print(
+                json.dumps({"kek_id": kek_id, "version": version})
+                if args.json
+                else f"KEK {kek_id} version {version}"
+            )
             return 0
         before = rt.keys.current()
         version = rt.keys.rotate()
         report = await rewrap_all(rt.stores.transcripts, rt.keys)
-        await sec.audit.append(actor, "keys.rotate", f"kek/{before[0]}", "ok",
-                               before={"version": before[1]}, after={"version": version},
-                               details={"rewrapped": report.rewrapped, "skipped": report.skipped})
-        out = {"kek_id": report.kek_id, "version": version, "rewrapped": report.rewrapped,
-               "unchanged": report.unchanged, "skipped": report.skipped}
-        print(json.dumps(out) if args.json else
-              f"KEK {report.kek_id} now version {version}: {report.rewrapped} track keys re-wrapped")
+        await sec.audit.append(
+            actor,
+            "keys.rotate",
+            f"kek/{before[0]}",
+            "ok",
+            before={"version": before[1]},
+            after={"version": version},
+            details={"rewrapped": report.rewrapped, "skipped": report.skipped},
+        )
+        out = {
+            "kek_id": report.kek_id,
+            "version": version,
+            "rewrapped": report.rewrapped,
+            "unchanged": report.unchanged,
+            "skipped": report.skipped,
+        }
+        print(
+            json.dumps(out)
+            if args.json
+            else f"KEK {report.kek_id} now version {version}: {report.rewrapped} track keys re-wrapped"
+        )
         return 0
 
 
@@ -53,13 +70,26 @@ async def retention(args: argparse.Namespace) -> int:
         if now.tzinfo is None:
             raise CommandError("--now needs a time zone (e.g. 2026-12-01T00:00:00Z)")
     async with open_runtime(args) as rt, security_for(args, rt) as sec:
-        report = await run_retention(rt.stores.transcripts, rt.stores.recordings, now,
-                                     audit=sec.audit.record_system)
-        await sec.audit.append(actor_of(local_operator(args.org_id)), "retention.run", "retention", "ok",
-                               details={"deleted": len(report.deleted_calls), "failed": len(report.failed)})
-    out = {"deleted_calls": report.deleted_calls, "keys_destroyed": report.keys_destroyed,
-           "failed": report.failed, "cutoffs": report.cutoffs}
-    print(json.dumps(out) if args.json else
-          f"deleted {len(report.deleted_calls)} calls, destroyed {report.keys_destroyed} keys"
-          + (f", {len(report.failed)} failed (retried next run)" if report.failed else ""))
+        report = await run_retention(
+            rt.stores.transcripts, rt.stores.recordings, now, audit=sec.audit.record_system
+        )
+        await sec.audit.append(
+            actor_of(local_operator(args.org_id)),
+            "retention.run",
+            "retention",
+            "ok",
+            details={"deleted": len(report.deleted_calls), "failed": len(report.failed)},
+        )
+    out = {
+        "deleted_calls": report.deleted_calls,
+        "keys_destroyed": report.keys_destroyed,
+        "failed": report.failed,
+        "cutoffs": report.cutoffs,
+    }
+    print(
+        json.dumps(out)
+        if args.json
+        else f"deleted {len(report.deleted_calls)} calls, destroyed {report.keys_destroyed} keys"
+        + (f", {len(report.failed)} failed (retried next run)" if report.failed else "")
+    )
     return 1 if report.failed else 0

@@ -10,10 +10,10 @@ from pathlib import Path
 from media.opus import OpusDecoder, OpusError, write_ogg_opus, write_wav
 from media.recording import RecordingError, RecordingHeader, RecordingIntegrityError, read_recording
 from storage.errors import NotFoundError
+from storage.keys import track_key_context
 from worker.cli import CommandError
 from worker.cli_access import cli_guard
 from worker.runtime import open_runtime
-from storage.keys import track_key_context
 
 
 async def transcripts(args: argparse.Namespace) -> int:

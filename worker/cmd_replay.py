@@ -16,13 +16,12 @@ async def run(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.fixtures]
     emit = json_emitter() if args.json else text_emitter()
     async with open_runtime(args) as rt, build_asr(args) as asr:
-        settings = await rt.stores.transcripts.get_settings(args.org_id)
         engine = Engine(
             transcripts=rt.stores.transcripts,
             recordings=rt.stores.recordings,
             keys=rt.keys,
             asr=asr,
-            config=EngineConfig(org_id=args.org_id, record_audio=settings.recording_enabled),
+            config=EngineConfig(org_id=args.org_id),
         )
         failures = await replay_many(
             engine,

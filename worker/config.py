@@ -34,8 +34,12 @@ def _default_kek() -> str:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("data-dir", "./converse-data", "Embedded storage: SQLite database, sealed recordings, audit log"),
-    Setting("kek-file", None, "Local key-encryption key file (default ~/.config/converse-worker/kek.json, "
-            "outside the data directory)"),
+    Setting(
+        "kek-file",
+        None,
+        "Local key-encryption key file (default ~/.config/converse-worker/kek.json, "
+        "outside the data directory)",
+    ),
     Setting("model-path", None, "CTranslate2 Whisper model directory (default: the bundled tiny.en)"),
     Setting("asr-threads", None, "ASR worker threads (default: number of CPU cores)"),
     Setting("asr-mode", "short", "Encoder window: 'short' (sized to the utterance) or 'padded' (30 s)"),
@@ -51,6 +55,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max-call-seconds", "3600", "A call longer than this is ended and sealed"),
     Setting("no-media-seconds", "20", "A call with no media for this long is ended and sealed"),
     Setting("drain-seconds", "30", "On SIGTERM, how long active calls may continue before they are ended"),
+    Setting("loopback-only", "false", "Media on 127.0.0.1 only (tests, single-host demos)"),
+    Setting("partials", "false", "Interim transcripts for the live view (true/false)"),
     Setting("log-format", "json", "Log format: json or console"),
     Setting("log-level", "info", "Log level"),
 )

@@ -19,17 +19,23 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 import structlog
 
-from typing import Protocol
-
 from media.events import PartialAudio, SpeechStarted, Transcript, Utterance
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE, EncodedFrame
-from storage.protocols import CallInfo, KeyProvider, RecordingStore, TrackInfo, TranscriptStore, UtteranceRecord
+from storage.protocols import (
+    CallInfo,
+    KeyProvider,
+    OrgSettings,
+    RecordingStore,
+    TranscriptStore,
+    UtteranceRecord,
+)
 from worker.contracts import CallSummary, FinalResult, LiveEvent
 from worker.metrics import Metrics
-from worker.track import TrackSpeech, TrackSealer
+from worker.track import TrackSealer, TrackSpeech
 
 log = structlog.get_logger("worker.engine")
 
@@ -111,11 +117,9 @@ class Track:
         self._call.engine.metrics.frames_received.inc()
         if frame.timestamp <= st.last_ts:
             # Out-of-order or duplicate: the recording is strictly ordered, so it counts as lost.
+            # (Gaps are counted by the edge, which knows each packet's duration.)
             self.count_lost(1)
             return
-        gap = (frame.timestamp - st.last_ts) // FRAME_SAMPLES - 1
-        if gap > 0 and st.received > 1:
-            self.count_lost(gap)
         st.last_ts = frame.timestamp
         if st.sealer is not None:
             await st.sealer.seal(frame.timestamp, frame.payload)
@@ -146,6 +150,8 @@ class Call:
         self.call_id = info.call_id
         self.variables = dict(variables or {})
         self.on_final = on_final
+        self.record_audio = True  # the org's "call recording" setting, fixed when the call starts
+        self.settings: OrgSettings | None = None
         self.started_mono = time.monotonic()
         self._tracks: list[_TrackState] = []
         self._tg: asyncio.TaskGroup | None = None
@@ -186,7 +192,7 @@ class Call:
             index = len(self._tracks)
             eng = self.engine
             sealer = None
-            if eng.config.record_audio:
+            if self.record_audio:
                 sealer = await TrackSealer.create(
                     call_id=self.call_id,
                     track=index,
@@ -503,8 +509,11 @@ class Engine:
             started_at=utc_now(),
             fixture=fixture,
         )
+        settings = await self.transcripts.get_settings(info.org_id)
         await self.transcripts.create_call(info)
         call = Call(self, info, variables, on_final)
+        call.settings = settings
+        call.record_audio = self.config.record_audio and settings.recording_enabled
         self._calls[info.call_id] = call
         self.metrics.active_calls.inc()
         log.info("call_started", call_id=info.call_id, source=source)

@@ -9,7 +9,9 @@ from collections.abc import Callable
 import structlog
 
 
-def configure(*, json: bool = True, level: int = logging.INFO, phi_protection: Callable[[], bool] | bool = True) -> None:
+def configure(
+    *, json: bool = True, level: int = logging.INFO, phi_protection: Callable[[], bool] | bool = True
+) -> None:
     from redact.logging import RedactPHI
 
     processors: list[structlog.typing.Processor] = [

@@ -42,8 +42,12 @@ class Metrics:
             registry=r,
         )
         self.asr_queue_depth = Gauge("converse_asr_queue_depth", "Utterances waiting for ASR", registry=r)
-        self.shed_partials = Counter("converse_shed_partials", "Partial transcripts shed under load", registry=r)
-        self.redactions = Counter("converse_redactions", "Placeholders written, by type", ["type"], registry=r)
+        self.shed_partials = Counter(
+            "converse_shed_partials", "Partial transcripts shed under load", registry=r
+        )
+        self.redactions = Counter(
+            "converse_redactions", "Placeholders written, by type", ["type"], registry=r
+        )
         self.sframe_failures = Counter(
             "converse_sframe_failures", "Incoming SFrame frames rejected", ["reason"], registry=r
         )

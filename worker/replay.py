@@ -170,7 +170,9 @@ def text_emitter(stream: Any = None) -> Emit:
     def emit(obj: dict[str, Any]) -> None:
         ev = obj.get("event")
         if ev == "final":
-            out.write(f"[{obj['fixture']} t{obj['track']} {obj['start']:7.2f}-{obj['end']:7.2f}] {obj['text']}\n")
+            out.write(
+                f"[{obj['fixture']} t{obj['track']} {obj['start']:7.2f}-{obj['end']:7.2f}] {obj['text']}\n"
+            )
         elif ev == "call_started":
             out.write(f"call {obj['call_id']} started: {obj['fixture']}\n")
         elif ev == "call_ended":

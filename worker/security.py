@@ -40,8 +40,14 @@ class Security:
         await self.audit.close()
 
 
-def open_security(data_dir: Path, kek_file: Path, *, api_token: str | None = None, org_id: str = "default",
-                  keys: LocalKeyFile | None = None) -> Security:
+def open_security(
+    data_dir: Path,
+    kek_file: Path,
+    *,
+    api_token: str | None = None,
+    org_id: str = "default",
+    keys: LocalKeyFile | None = None,
+) -> Security:
     key_dir = kek_file.parent
     audit = AuditLog.in_data_dir(data_dir, key_path=key_dir / "audit-signing.key", scrub=_scrub)
     issuer = LocalIssuer(key_dir / "issuer.key", issuer=LOCAL_ISSUER, audience=AUDIENCE)

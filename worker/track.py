@@ -96,7 +96,10 @@ class TrackSpeech:
         events: list[SpeechEvent] = []
         for frame in batch:
             # Gaps (lost frames, DTX) become silence so VAD times stay on the audio timeline.
-            while frame.timestamp - self._next_ts >= FRAME_SAMPLES and frame.timestamp - self._next_ts < SAMPLE_RATE * 60:
+            while (
+                frame.timestamp - self._next_ts >= FRAME_SAMPLES
+                and frame.timestamp - self._next_ts < SAMPLE_RATE * 60
+            ):
                 events += self._feed(_SILENCE, self._next_ts + FRAME_SAMPLES)
                 self._next_ts += FRAME_SAMPLES
             pcm = frame.pcm

@@ -1,0 +1,85 @@
+"""`call URL FIXTURE`: send a fixture to a running worker over WHIP in real time (QA, end-to-end tests)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from typing import Any
+
+from media.fixtures import FixtureError, load_fixture
+from worker.call_client import WhipClientError, run_call, whip_endpoint
+from worker.cli import CommandError
+
+
+async def _transcript(url: str, call_id: str, token: str) -> list[dict[str, Any]] | None:
+    """The stored transcript, if this token may read it (owner/admin with MFA); otherwise None."""
+    import aiohttp
+
+    base = whip_endpoint(url).rsplit("/whip", 1)[0]
+    async with aiohttp.ClientSession() as http:
+        for _ in range(20):  # finals of the last utterance may still be committing
+            async with http.get(
+                f"{base}/v1/calls/{call_id}/transcript", headers={"Authorization": f"Bearer {token}"}
+            ) as resp:
+                if resp.status != 200:
+                    return None
+                body = await resp.json()
+            call_status = body.get("status") if isinstance(body, dict) else None
+            if call_status != "active":
+                utts = body.get("utterances", body) if isinstance(body, dict) else body
+                return list(utts)
+            await asyncio.sleep(0.25)
+    return None
+
+
+async def run(args: argparse.Namespace) -> int:
+    token = args.token or os.environ.get("CONVERSE_API_TOKEN") or ""
+    if not token:
+        raise CommandError("a bearer token is required (--token or CONVERSE_API_TOKEN)")
+    try:
+        fixture = await asyncio.to_thread(load_fixture, args.fixture)
+    except FixtureError as exc:
+        raise CommandError(str(exc)) from None
+    headers: dict[str, str] = {}
+    if args.sframe_key:
+        raise CommandError("--sframe-key: SFrame sending is not available in this build")
+    loopback = os.environ.get("CONVERSE_LOOPBACK_ONLY", "").lower() in ("1", "true", "yes")
+    try:
+        result = await run_call(
+            args.url,
+            [t.pcm for t in fixture.tracks],
+            token,
+            True,
+            tail_s=args.tail,
+            loopback_only=loopback,
+            headers=headers or None,
+        )
+    except WhipClientError as exc:
+        raise CommandError(str(exc)) from None
+    result["fixture"] = fixture.name
+    utts = await _transcript(args.url, result["call_id"], token)
+    if utts is not None:
+        result["utterances"] = utts
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        server = result.get("server") or {}
+        print(
+            f"call {result['call_id']}: sent {sum(result['frames_sent'])} frames on "
+            f"{len(result['frames_sent'])} track(s); worker sealed {server.get('frames_sealed')} "
+            f"and lost {server.get('frames_lost')}"
+        )
+        for u in utts or []:
+            print(f"[t{u.get('track')} {u.get('start'):7.2f}-{u.get('end'):7.2f}] {u.get('text')}")
+    if server_failed(result):
+        print(f"error: call ended with status {result['server'].get('status')}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def server_failed(result: dict[str, Any]) -> bool:
+    server = result.get("server") or {}
+    return isinstance(server, dict) and server.get("status") == "failed"
