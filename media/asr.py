@@ -5,7 +5,9 @@ asyncio part. Whisper runs in one of two modes:
 
 - short window (default): log-mel features of the utterance only, padded to a window a little longer than
   the speech (not the 30 s Whisper was trained on), encoded once and decoded greedily without timestamps.
-  The encoder cost scales with the window, so a 3 s utterance costs ~1/10 of the padded 30 s.
+  The encoder cost scales with the window, so a 3 s utterance costs ~1/10 of the padded 30 s. If the
+  decoder loops or hits its token budget, that utterance is re-decoded once on the full 30 s window.
+  Word times come from faster-whisper's cross-attention aligner on the short encoder output.
 - padded baseline (`short_window=False`): faster-whisper's own `transcribe` (30 s window, beam 1,
   no conditioning on previous text, no VAD filter), the reference the accuracy test compares against.
 """

@@ -125,9 +125,14 @@ async def wrap_stores(
     if spool_dir is not None:
         from storage.spool import SpoolingRecordingStore, SpoolingTranscriptStore
 
+        if not isinstance(transcripts, CallKeyStore):
+            raise StorageError("the transcript spool needs a store that keeps call keys")
         spool_dir = Path(spool_dir)
-        transcripts = SpoolingTranscriptStore(transcripts, spool_dir / "transcripts")
-        recordings = SpoolingRecordingStore(recordings, spool_dir / "recordings")
+        t_spool = SpoolingTranscriptStore(transcripts, spool_dir / "transcripts")
+        r_spool = SpoolingRecordingStore(recordings, spool_dir / "recordings")
+        await t_spool.start()  # what an earlier run left starts draining now
+        await r_spool.start()
+        transcripts, recordings = t_spool, r_spool
     if keys is not None:
         from storage.sealed_text import SealedTranscriptStore
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from media.asr import AsrError, AsrScheduler, FakeTranscriber, Guards, apply_guards
+from media.asr import AsrError, AsrScheduler, FakeTranscriber, Guards, apply_guards, is_looping
 
 
 def test_fake_transcriber_cycles_script_and_records_calls() -> None:
@@ -40,6 +40,20 @@ def test_guards(text: str, no_speech: float, logprob: float, kept: str) -> None:
     assert apply_guards(text, no_speech, logprob, Guards()) == kept
 
 
+@pytest.mark.parametrize(
+    ("text", "looping"),
+    [
+        ("How can I help you today? How can I help you today? How can I", True),
+        ("and your email for the reminder and your email for the reminder and", True),
+        ("My card number is 4111 1111 1111 1111", False),  # digit groups repeat legitimately
+        ("no no no no", False),  # units under 3 words are speech, not a decoder loop
+        ("Hello there, how are you?", False),
+    ],
+)
+def test_loop_detection(text: str, looping: bool) -> None:
+    assert is_looping(text) is looping
+
+
 def _marker(pcm: bytes, partial: bool) -> str:
     return pcm.decode()
 
@@ -59,7 +73,7 @@ async def test_slow_transcriber_does_not_block_the_loop() -> None:
     await probing
     assert [r.text for r in results] == [f"x{i}" for i in range(6)]
     print(f"loop lag while 6 x 0.3 s transcriptions ran: max {max(lags) * 1000:.1f} ms")
-    assert max(lags) < 0.1
+    assert max(lags) < 0.2  # a blocked loop would lag >= 0.3 s; margin for a busy shared CI machine
     await sched.aclose()
 
 

@@ -37,6 +37,7 @@ class FinalResult:
     text: str
     committed_at: str
     committed_monotonic: float
+    time_to_final: float | None = None  # commit time minus arrival time of the end of speech, seconds
 
 
 @dataclass(frozen=True, slots=True)

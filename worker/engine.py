@@ -335,8 +335,9 @@ class Call:
         for name, n in counts.items():
             eng.metrics.redactions.labels(name).inc(n)
         arrival = _arrival_of(st.arrivals, utt.speech_end)
-        if arrival is not None:
-            eng.metrics.time_to_final.observe(max(0.0, mono - arrival))
+        ttf = None if arrival is None else max(0.0, mono - arrival)
+        if ttf is not None:
+            eng.metrics.time_to_final.observe(ttf)
         self._publish(LiveEvent(self.call_id, st.index, "final", raw, utt.start, utt.end))
         if self.on_final is not None:
             self.on_final(
@@ -349,6 +350,7 @@ class Call:
                     text=text,
                     committed_at=committed_at,
                     committed_monotonic=mono,
+                    time_to_final=None if ttf is None else round(ttf, 4),
                 )
             )
 

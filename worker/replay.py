@@ -52,6 +52,8 @@ async def replay_one(
                 "end": r.end,
                 "text": r.text,
                 "committed_at": r.committed_at,
+                "speech_end": r.speech_end,
+                "time_to_final": r.time_to_final,
             }
         )
 

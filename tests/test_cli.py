@@ -1,0 +1,86 @@
+"""The command-line contracts: one-line errors, exit codes, redact on stdin, fixture errors, config docs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.support import FIXTURES, REPO, cli_env, json_lines, run_cli
+from worker.config import render_markdown
+
+
+def test_configuration_reference_is_current() -> None:
+    assert (REPO / "docs" / "configuration.md").read_text() == render_markdown()
+
+
+def test_redact_command_redacts_stdin_lines(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "d", tmp_path / "k.json")
+    lines = "Call me at 555-123-4567 tomorrow.\nNo PHI here, 20 mg twice a day.\nmail jane@example.com\n"
+    out = run_cli(["redact"], env, stdin=lines).stdout.splitlines()
+    assert out == ["Call me at [PHONE] tomorrow.", "No PHI here, 20 mg twice a day.", "mail [EMAIL]"]
+
+
+def test_redact_command_with_variables(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "d", tmp_path / "k.json")
+    out = run_cli(["redact", "--var", "patient_name=Jane Doe"], env, stdin="This is Jane Doe.\n").stdout
+    assert out == "This is [NAME].\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("broken.wav", b"RIFF\x00\x00\x00\x00WAVEjunk", "broken.wav: "),
+        ("empty.flac", b"", "empty.flac: "),
+        ("notes.txt", b"hello", "notes.txt: unsupported file type"),
+    ],
+)
+def test_replay_of_a_broken_fixture_fails_in_one_line(
+    tmp_path: Path, name: str, content: bytes, message: str
+) -> None:
+    env = cli_env(tmp_path / "d", tmp_path / "k.json")
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    proc = run_cli(["replay", "--json", str(bad)], env, check=False)
+    assert proc.returncode == 1
+    errors = [e for e in json_lines(proc.stdout) if e["event"] == "error"]
+    assert len(errors) == 1 and errors[0]["error"].startswith(message)
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+@pytest.mark.slow
+def test_a_broken_fixture_does_not_stop_the_others(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "d", tmp_path / "k.json")
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF....WAVEfmt garbage")
+    proc = run_cli(
+        ["replay", "--json", "--concurrency", "2", str(bad), str(FIXTURES / "example_call.flac")],
+        env,
+        check=False,
+    )
+    assert proc.returncode == 1
+    events = json_lines(proc.stdout)
+    assert [e["fixture"] for e in events if e["event"] == "call_ended"] == ["example_call.flac"]
+    assert any(e["event"] == "final" for e in events)
+
+
+def test_unknown_call_is_a_one_line_error(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "d", tmp_path / "k.json")
+    proc = run_cli(["transcripts", "show", "nosuchcall", "--json"], env, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "error: no call nosuchcall"
+    proc = run_cli(
+        ["export", "--call", "../../etc", "--track", "0", "-o", str(tmp_path / "x.ogg")], env, check=False
+    )
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
+
+
+def test_audit_verify_passes_on_a_fresh_log_and_records_cli_reads(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "d", tmp_path / "k.json")
+    run_cli(["transcripts", "list", "--json"], env)
+    run_cli(["audit", "checkpoint"], env)
+    assert run_cli(["audit", "verify"], env).returncode == 0
+    rows = [json.loads(x) for x in run_cli(["audit", "show", "--json"], env).stdout.splitlines()]
+    assert any(r["action"] == "cli.list_calls" and r["outcome"] == "allowed" for r in rows)

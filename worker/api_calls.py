@@ -1,0 +1,129 @@
+"""Admin API: calls (list, detail: metadata only) and stored, redacted transcripts."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from aiohttp import web
+
+from storage.errors import InvalidIdError, NotFoundError
+from storage.protocols import CallInfo, validate_call_id
+from worker.access import Permission
+from worker.analytics import placeholder_name
+from worker.app_context import AppContext
+from worker.http_auth import ApiError, authorize, ctx_of, precheck, principal_of
+
+
+def call_id_of(request: web.Request) -> str:
+    raw = request.match_info.get("call_id", "")
+    try:
+        return validate_call_id(raw)
+    except InvalidIdError:
+        raise ApiError(400, "invalid call id: expected 1-64 of [A-Za-z0-9_-]") from None
+
+
+async def find_call(ctx: AppContext, call_id: str) -> CallInfo | None:
+    """The stored call, or the engine's record of an active one, or None."""
+    try:
+        return await ctx.stores.transcripts.get_call(call_id)
+    except NotFoundError:
+        live = ctx.engine.get_call(call_id)
+        return live.info if live is not None else None
+
+
+async def authorize_call(request: web.Request, permission: Permission, suffix: str = "") -> CallInfo:
+    """Authorise `permission` on the call in the path (audited), 404 if it is missing or not the caller's
+    organisation's (the same answer for both)."""
+    await precheck(request, permission, f"call{suffix}", org=None)
+    ctx, call_id = ctx_of(request), call_id_of(request)
+    info = await find_call(ctx, call_id)
+    missing = f"no call {call_id}"
+    await authorize(
+        request,
+        permission,
+        f"call/{call_id}{suffix}",
+        org=info.org_id if info is not None else None,
+        not_found=missing,
+        details=None if info is not None else {"found": False},
+    )
+    if info is None:
+        raise ApiError(404, missing)
+    return info
+
+
+def call_json(c: CallInfo, ctx: AppContext) -> dict[str, Any]:
+    esc = ctx.escalations.get(c.call_id)
+    return {
+        "call_id": c.call_id,
+        "org_id": c.org_id,
+        "source": c.source,
+        "fixture": c.fixture,
+        "started_at": c.started_at,
+        "ended_at": c.ended_at,
+        "status": c.status,
+        "end_reason": c.end_reason,
+        "escalated": c.escalated or esc is not None,
+    }
+
+
+async def list_calls(request: web.Request) -> web.Response:
+    ctx, p = ctx_of(request), principal_of(request)
+    await authorize(request, Permission.LIST_CALLS, "calls", org=p.org_id)
+    calls = await ctx.stores.transcripts.list_calls(p.org_id)
+    return web.json_response({"calls": [call_json(c, ctx) for c in calls if c.org_id == p.org_id]})
+
+
+async def get_call(request: web.Request) -> web.Response:
+    ctx = ctx_of(request)
+    info = await authorize_call(request, Permission.LIST_CALLS)
+    store = ctx.stores.transcripts
+    try:
+        tracks = await store.list_tracks(info.call_id)
+        utts = await store.get_utterances(info.call_id)
+    except NotFoundError:  # ended and deleted by retention meanwhile
+        raise ApiError(404, f"no call {info.call_id}") from None
+    redactions: Counter[str] = Counter()
+    for u in utts:
+        for name, count in u.redactions.items():
+            redactions[placeholder_name(name)] += count
+    body = call_json(info, ctx)
+    body["tracks"] = [
+        {
+            "track": t.track,
+            "frames_received": t.frames_received,
+            "frames_sealed": t.frames_sealed,
+            "frames_lost": t.frames_lost,
+            "duration_s": t.duration_s,
+            "recording_deleted": t.key_destroyed,
+        }
+        for t in tracks
+    ]
+    body["utterances"] = len(utts)
+    body["redactions"] = dict(sorted(redactions.items()))
+    return web.json_response(body)
+
+
+async def get_transcript(request: web.Request) -> web.Response:
+    ctx = ctx_of(request)
+    info = await authorize_call(request, Permission.READ_TRANSCRIPTS, "/transcript")
+    try:
+        utts = await ctx.stores.transcripts.get_utterances(info.call_id)
+    except NotFoundError:
+        raise ApiError(404, f"no call {info.call_id}") from None
+    rows = [
+        {"track": u.track, "start": u.start, "end": u.end, "text": u.text, "committed_at": u.committed_at}
+        for u in utts
+    ]
+    return web.json_response(
+        {"call_id": info.call_id, "status": info.status, "utterances": rows},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/v1/calls", list_calls),
+        web.get("/v1/calls/{call_id}", get_call),
+        web.get("/v1/calls/{call_id}/transcript", get_transcript),
+    ]

@@ -1,0 +1,148 @@
+"""Admin API: recording export. Unseals a track's recording and answers it as Ogg Opus or WAV.
+
+Everything runs off the event loop (unwrap, AES-GCM opening, muxing, decoding), and nothing in the clear
+touches the disk: the Ogg file is muxed into an `io.BytesIO`; the WAV is decoded and streamed in chunks.
+Any integrity failure of the sealed recording answers 409 with the record's one-line message, before any
+audio byte is sent (the whole recording is verified first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import struct
+from fractions import Fraction
+from typing import Final
+
+import av
+from aiohttp import web
+
+from media.frames import FRAME_SAMPLES, SAMPLE_RATE
+from media.opus import OpusDecoder, OpusError
+from media.recording import RecordingError, RecordingHeader, RecordingIntegrityError, read_recording
+from storage.errors import NotFoundError
+from storage.keys import track_key_context
+from storage.protocols import MAX_TRACKS
+from worker.access import Permission
+from worker.api_calls import authorize_call
+from worker.http_auth import ApiError, ctx_of
+
+FORMATS: Final = {"ogg": "audio/ogg", "wav": "audio/wav"}
+_TIME_BASE: Final = Fraction(1, SAMPLE_RATE)
+_WAV_CHUNK_FRAMES: Final = 500  # 10 s of audio decoded per trip to a thread
+_WAV_UNKNOWN_SIZE: Final = 0xFFFFFFFF  # streamed: sizes unknown up front (players read to the end)
+
+
+def ogg_bytes(frames: list[tuple[int, bytes]]) -> bytes:
+    """Mux Opus packets (48 kHz timestamps) into an in-memory Ogg Opus file, without re-encoding."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="ogg") as out:
+        stream = out.add_stream("libopus", rate=SAMPLE_RATE)
+        stream.codec_context.layout = "mono"
+        stream.codec_context.format = "s16"
+        stream.codec_context.time_base = _TIME_BASE
+        stream.time_base = _TIME_BASE
+        stream.codec_context.open()  # fills extradata (OpusHead) the Ogg muxer needs
+        for ts, payload in frames:
+            pkt = av.Packet(payload)
+            pkt.pts = pkt.dts = ts
+            pkt.time_base = _TIME_BASE
+            pkt.stream = stream
+            out.mux(pkt)
+    return buf.getvalue()
+
+
+def wav_header(sample_rate: int = SAMPLE_RATE) -> bytes:
+    """A 16-bit mono RIFF/WAVE header for a stream of unknown length."""
+    fmt = struct.pack("<HHIIHH", 1, 1, sample_rate, sample_rate * 2, 2, 16)
+    return (
+        b"RIFF"
+        + struct.pack("<I", _WAV_UNKNOWN_SIZE)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"data"
+        + struct.pack("<I", _WAV_UNKNOWN_SIZE)
+    )
+
+
+def decode_chunk(dec: OpusDecoder, frames: list[tuple[int, bytes]], expected: int) -> tuple[bytes, int]:
+    """PCM of `frames`, gaps (lost frames) as silence to keep the timeline; returns (pcm, next timestamp)."""
+    pcm = bytearray()
+    for ts, payload in frames:
+        if ts > expected:
+            pcm += bytes((ts - expected) * 2)
+        try:
+            pcm += dec.decode(payload)
+        except OpusError:
+            pcm += bytes(FRAME_SAMPLES * 2)
+        expected = ts + FRAME_SAMPLES
+    return bytes(pcm), expected
+
+
+def track_of(request: web.Request) -> int:
+    raw = request.match_info.get("track", "")
+    if not raw.isdigit() or len(raw) > 4 or int(raw) >= MAX_TRACKS:
+        raise ApiError(400, f"invalid track number: expected an integer in 0..{MAX_TRACKS - 1}")
+    return int(raw)
+
+
+async def export_recording(request: web.Request) -> web.StreamResponse:
+    ctx = ctx_of(request)
+    track = track_of(request)
+    fmt = request.query.get("format", "ogg")
+    if fmt not in FORMATS:
+        raise ApiError(400, "format must be ogg or wav")
+    call = await authorize_call(request, Permission.EXPORT_RECORDINGS, f"/track/{track}/recording")
+    cid = call.call_id
+    try:
+        info = await ctx.stores.transcripts.get_track(cid, track)
+        if info.key_destroyed:
+            raise ApiError(404, f"recording of call {cid} track {track} was deleted")
+        data = await ctx.stores.recordings.read_track(cid, track)
+    except NotFoundError:
+        raise ApiError(404, f"no recording for call {cid} track {track}") from None
+
+    def key_for(header: RecordingHeader) -> bytes:
+        if header.call_id != cid or header.track != track:
+            raise RecordingIntegrityError(
+                f"header: recording belongs to call {header.call_id} track {header.track}"
+            )
+        return ctx.keys.unwrap(info.wrapped_key, track_key_context(cid, track))
+
+    try:
+        contents = await asyncio.to_thread(read_recording, data, key_for)
+    except RecordingError as exc:
+        raise ApiError(409, f"call {cid} track {track}: {exc}") from None
+    frames = contents.frames
+    if not contents.complete and call.status == "ended" and len(frames) < info.frames_sealed:
+        raise ApiError(  # the call ended cleanly, so a short recording is tampering, not a crash
+            409,
+            f"call {cid} track {track}: recording truncated after record {len(frames) - 1}: "
+            f"{info.frames_sealed} records were sealed",
+        )
+    headers = {
+        "Content-Disposition": f'attachment; filename="{cid}-track{track}.{fmt}"',
+        "Cache-Control": "no-store",
+        "Converse-Recording-Complete": "true" if contents.complete else "false",
+        "Converse-Recording-Frames": str(len(frames)),
+    }
+    if fmt == "ogg":
+        body = await asyncio.to_thread(ogg_bytes, frames)
+        return web.Response(body=body, content_type=FORMATS[fmt], headers=headers)
+    resp = web.StreamResponse(headers={**headers, "Content-Type": FORMATS[fmt]})
+    await resp.prepare(request)
+    await resp.write(wav_header())
+    dec, expected = OpusDecoder(), 0
+    for i in range(0, len(frames), _WAV_CHUNK_FRAMES):
+        pcm, expected = await asyncio.to_thread(
+            decode_chunk, dec, frames[i : i + _WAV_CHUNK_FRAMES], expected
+        )
+        await resp.write(pcm)
+    await resp.write_eof()
+    return resp
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/v1/calls/{call_id}/tracks/{track}/recording", export_recording)]

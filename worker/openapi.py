@@ -1,0 +1,603 @@
+"""The OpenAPI 3.1 description of the worker's HTTP interface (served as `/openapi.json`).
+
+Every `/v1/` operation names the permission it needs in `x-permission` (and `x-mfa` when it reads PHI), from
+`worker.access`; `docs/api.md` shows the same table (`python -m worker.openapi docs/api.md` rewrites it).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Final
+
+from worker.access import PHI_PERMISSIONS, Permission
+
+P = Permission
+JSON: Final = "application/json"
+Schema = dict[str, Any]
+
+_ERRORS: Final = {
+    "400": "Invalid id, parameter or body",
+    "401": "Missing, invalid or expired bearer token",
+    "403": "The caller's role lacks the permission, or `mfa` is missing for a PHI read",
+    "404": "No such resource in the caller's organisation",
+    "409": "Conflict: state does not allow it, or stored data failed an integrity check",
+    "413": "Request body too large",
+    "415": "Request body must be application/json",
+    "501": "Not supported by this worker yet",
+    "503": "Unavailable: draining, overloaded, or the audit log cannot be written",
+}
+
+CALL_ID: Final = {
+    "name": "call_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+}
+TRACK: Final = {
+    "name": "track",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 0, "maximum": 1023},
+}
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(props: dict[str, Schema], required: list[str] | None = None, extra: bool = False) -> Schema:
+    out: Schema = {"type": "object", "properties": props, "additionalProperties": extra}
+    if required is not None:
+        out["required"] = required
+    return out
+
+
+_STR, _INT, _NUM, _BOOL = {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}
+_NSTR = {"type": ["string", "null"]}
+_COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
+
+SCHEMAS: Final[dict[str, Schema]] = {
+    "Error": _obj({"error": _STR}, ["error"]),
+    "Settings": _obj(
+        {
+            "org_id": _STR,
+            "phi_protection": _BOOL,
+            "e2ee_required": _BOOL,
+            "recording_enabled": _BOOL,
+            "retention_days": {"type": ["integer", "null"], "minimum": 1},
+            "updated_at": _NSTR,
+        },
+        ["org_id", "phi_protection", "e2ee_required", "recording_enabled", "retention_days"],
+    ),
+    "SettingsUpdate": {
+        **_obj(
+            {
+                "phi_protection": _BOOL,
+                "e2ee_required": _BOOL,
+                "recording_enabled": _BOOL,
+                "retention_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 36500},
+            }
+        ),
+        "minProperties": 1,
+    },
+    "Call": _obj(
+        {
+            "call_id": _STR,
+            "org_id": _STR,
+            "source": _STR,
+            "fixture": _NSTR,
+            "started_at": _STR,
+            "ended_at": _NSTR,
+            "status": {"enum": ["active", "ended", "failed"]},
+            "end_reason": _NSTR,
+            "escalated": _BOOL,
+        },
+        ["call_id", "status", "started_at"],
+        extra=True,
+    ),
+    "CallList": _obj({"calls": {"type": "array", "items": _ref("Call")}}, ["calls"]),
+    "Track": _obj(
+        {
+            "track": _INT,
+            "frames_received": _INT,
+            "frames_sealed": _INT,
+            "frames_lost": _INT,
+            "duration_s": _NUM,
+            "recording_deleted": _BOOL,
+        }
+    ),
+    "CallDetail": {
+        "allOf": [
+            _ref("Call"),
+            _obj(
+                {
+                    "tracks": {"type": "array", "items": _ref("Track")},
+                    "utterances": _INT,
+                    "redactions": _COUNTS,
+                },
+                ["tracks", "utterances", "redactions"],
+                extra=True,
+            ),
+        ]
+    },
+    "Utterance": _obj(
+        {"track": _INT, "start": _NUM, "end": _NUM, "text": _STR, "committed_at": _STR},
+        ["track", "start", "end", "text", "committed_at"],
+    ),
+    "Transcript": _obj(
+        {"call_id": _STR, "status": _STR, "utterances": {"type": "array", "items": _ref("Utterance")}},
+        ["call_id", "utterances"],
+    ),
+    "Escalation": _obj(
+        {
+            "call_id": _STR,
+            "state": {"enum": ["open", "claimed"]},
+            "claimed_by": _NSTR,
+            "claimed_by_me": _BOOL,
+            "active": _BOOL,
+        },
+        ["call_id", "state"],
+    ),
+    "EscalationList": _obj({"escalations": {"type": "array", "items": _ref("Escalation")}}, ["escalations"]),
+    "Analytics": _obj(
+        {
+            "calls": _INT,
+            "calls_by_status": _COUNTS,
+            "calls_with_duration": _INT,
+            "total_duration_s": _NUM,
+            "average_duration_s": {"type": ["number", "null"]},
+            "utterances": _INT,
+            "redactions_by_type": _COUNTS,
+        },
+        [
+            "calls",
+            "calls_by_status",
+            "total_duration_s",
+            "average_duration_s",
+            "utterances",
+            "redactions_by_type",
+        ],
+    ),
+    "AuditPage": _obj(
+        {"entries": {"type": "array", "items": {"type": "object"}}, "next_since": _INT}, ["entries"]
+    ),
+    "AuditVerify": _obj(
+        {
+            "ok": _BOOL,
+            "findings": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "kind": _STR,
+                        "message": _STR,
+                        "seq": {"type": ["integer", "null"]},
+                        "checkpoint": {"type": ["integer", "null"]},
+                    },
+                    ["kind", "message"],
+                ),
+            },
+        },
+        ["ok", "findings"],
+    ),
+    "Checkpoint": {"type": "object"},
+    "InclusionProof": _obj(
+        {
+            "seq": _INT,
+            "leaf_index": _INT,
+            "tree_size": _INT,
+            "leaf_hash": _STR,
+            "path": {"type": "array", "items": _STR},
+            "root_hash": _STR,
+            "checkpoint": {"type": ["integer", "null"]},
+            "verified": _BOOL,
+        },
+        ["seq", "tree_size", "leaf_hash", "path", "root_hash"],
+    ),
+    "KeyRotation": _obj(
+        {"kek_id": _STR, "version": _INT, "rewrapped": _INT, "unchanged": _INT, "skipped": _INT}
+    ),
+    "RetentionRun": _obj(
+        {
+            "deleted_calls": _INT,
+            "keys_destroyed": _INT,
+            "text_keys_destroyed": _INT,
+            "failed": _INT,
+            "cutoffs": {"type": "object", "additionalProperties": _STR},
+        }
+    ),
+    "SFrameKeys": _obj(
+        {
+            "suite": {"type": "integer", "minimum": 1, "maximum": 5, "default": 4},
+            "keys": {
+                "type": "object",
+                "minProperties": 1,
+                "maxProperties": 16,
+                "propertyNames": {"pattern": "^[0-9]{1,20}$"},
+                "additionalProperties": {"type": "string", "pattern": "^[A-Za-z0-9_-]+={0,2}$"},
+            },
+        },
+        ["keys"],
+    ),
+    "SFrameKeysAccepted": _obj({"call_id": _STR, "suite": _INT, "kids": {"type": "array", "items": _INT}}),
+}
+
+
+def _json(schema: str, description: str) -> Schema:
+    return {"description": description, "content": {JSON: {"schema": _ref(schema)}}}
+
+
+def _op(
+    op_id: str,
+    summary: str,
+    permission: Permission | None,
+    ok: dict[str, Schema],
+    errors: tuple[str, ...] = (),
+    params: tuple[Schema, ...] = (),
+    body: str | None = None,
+    secured: bool = True,
+) -> Schema:
+    responses: dict[str, Schema] = dict(ok)
+    codes = (*(("401", "403") if secured else ()), *errors)
+    for code in codes:
+        responses[code] = _json("Error", _ERRORS[code])
+    op: Schema = {"operationId": op_id, "summary": summary, "responses": responses}
+    if params:
+        op["parameters"] = list(params)
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {JSON: {"schema": _ref(body)}}}
+    if not secured:
+        op["security"] = []
+    if permission is not None:
+        op["x-permission"] = permission.value
+        op["x-mfa"] = permission in PHI_PERMISSIONS
+    return op
+
+
+_DEFAULT_STATUS: Final = {"201": "Created", "200": "OK"}
+
+
+def _ok(schema: str, status: str = "200") -> dict[str, Schema]:
+    return {status: _json(schema, _DEFAULT_STATUS[status])}
+
+
+def _v1_paths() -> dict[str, dict[str, Schema]]:
+    body_errs = ("400", "413", "415", "503")
+    return {
+        "/v1/settings": {
+            "get": _op(
+                "getSettings", "The organisation's security settings", P.READ_SETTINGS, _ok("Settings")
+            ),
+            "put": _op(
+                "putSettings",
+                "Change security settings (audited with before and after values)",
+                P.CONFIGURE_SECURITY,
+                _ok("Settings"),
+                body_errs,
+                body="SettingsUpdate",
+            ),
+        },
+        "/v1/calls": {
+            "get": _op(
+                "listCalls", "Calls of the organisation (metadata only)", P.LIST_CALLS, _ok("CallList")
+            )
+        },
+        "/v1/calls/{call_id}": {
+            "get": _op(
+                "getCall",
+                "One call: metadata, tracks, redaction counts (no text)",
+                P.LIST_CALLS,
+                _ok("CallDetail"),
+                ("400", "404"),
+                (CALL_ID,),
+            )
+        },
+        "/v1/calls/{call_id}/transcript": {
+            "get": _op(
+                "getTranscript",
+                "The stored, redacted transcript",
+                P.READ_TRANSCRIPTS,
+                _ok("Transcript"),
+                ("400", "404"),
+                (CALL_ID,),
+            )
+        },
+        "/v1/calls/{call_id}/tracks/{track}/recording": {
+            "get": _op(
+                "exportRecording",
+                "Unseal and download one track's recording (Ogg Opus or WAV)",
+                P.EXPORT_RECORDINGS,
+                {
+                    "200": {
+                        "description": "The recording",
+                        "content": {
+                            "audio/ogg": {"schema": {"type": "string", "contentMediaType": "audio/ogg"}},
+                            "audio/wav": {"schema": {"type": "string", "contentMediaType": "audio/wav"}},
+                        },
+                    }
+                },
+                ("400", "404", "409"),
+                (
+                    CALL_ID,
+                    TRACK,
+                    {
+                        "name": "format",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"enum": ["ogg", "wav"], "default": "ogg"},
+                    },
+                ),
+            )
+        },
+        "/v1/calls/{call_id}/escalate": {
+            "post": _op(
+                "escalateCall",
+                "Mark an active call escalated",
+                P.ESCALATE_CALL,
+                _ok("Escalation", "201"),
+                ("400", "404", "409"),
+                (CALL_ID,),
+            )
+        },
+        "/v1/escalations": {
+            "get": _op(
+                "listEscalations",
+                "Escalated active calls (ids and state only)",
+                P.LIST_ESCALATED,
+                _ok("EscalationList"),
+            )
+        },
+        "/v1/calls/{call_id}/claim": {
+            "post": _op(
+                "claimCall",
+                "Claim an escalated call",
+                P.CLAIM_ESCALATED,
+                _ok("Escalation"),
+                ("400", "404", "409"),
+                (CALL_ID,),
+            )
+        },
+        "/v1/calls/{call_id}/release": {
+            "post": _op(
+                "releaseCall",
+                "Release a claimed call",
+                P.CLAIM_ESCALATED,
+                _ok("Escalation"),
+                ("400", "404", "409"),
+                (CALL_ID,),
+            )
+        },
+        "/v1/calls/{call_id}/live": {
+            "get": _op(
+                "liveView",
+                "Server-Sent Events of the call's live transcript (unredacted, memory only): `event: "
+                "partial|final` with data {track, text, start, end}, then `event: ended` with {call_id, "
+                "reason}. Callers without read_transcripts must hold the call's claim.",
+                P.LIVE_VIEW_CLAIMED,
+                {
+                    "200": {
+                        "description": "An event stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    }
+                },
+                ("400", "404", "503"),
+                (CALL_ID,),
+            )
+        },
+        "/v1/calls/{call_id}/sframe-keys": {
+            "post": _op(
+                "provisionSFrameKeys",
+                "Give an active call a participant's SFrame keys (E2EE)",
+                P.CONFIGURE_SECURITY,
+                _ok("SFrameKeysAccepted"),
+                (*body_errs, "404", "501"),
+                (CALL_ID,),
+                body="SFrameKeys",
+            )
+        },
+        "/v1/analytics": {
+            "get": _op(
+                "analytics",
+                "Aggregates for the organisation (no ids, no text)",
+                P.READ_ANALYTICS,
+                _ok("Analytics"),
+            )
+        },
+        "/v1/audit": {
+            "get": _op(
+                "readAudit",
+                "Audit entries after `since`, oldest first",
+                P.READ_AUDIT,
+                _ok("AuditPage"),
+                ("400",),
+                (
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 0, "default": 0},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                    },
+                ),
+            )
+        },
+        "/v1/audit/verify": {
+            "get": _op(
+                "verifyAudit",
+                "Recompute the Merkle tree and check checkpoints",
+                P.VERIFY_AUDIT,
+                _ok("AuditVerify"),
+            )
+        },
+        "/v1/audit/checkpoint": {
+            "post": _op(
+                "checkpointAudit",
+                "Write a signed checkpoint now",
+                P.VERIFY_AUDIT,
+                _ok("Checkpoint", "201"),
+                ("409",),
+            )
+        },
+        "/v1/audit/proof/{seq}": {
+            "get": _op(
+                "auditProof",
+                "RFC 9162 inclusion proof of one entry",
+                P.READ_AUDIT,
+                _ok("InclusionProof"),
+                ("400", "404", "409"),
+                (
+                    {
+                        "name": "seq",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 1},
+                    },
+                ),
+            )
+        },
+        "/v1/keys/rotate": {
+            "post": _op(
+                "rotateKeys", "Rotate the KEK and re-wrap every track key", P.MANAGE_KEYS, _ok("KeyRotation")
+            )
+        },
+        "/v1/retention/run": {
+            "post": _op(
+                "runRetention",
+                "Delete calls past their retention period now",
+                P.RUN_RETENTION,
+                _ok("RetentionRun"),
+            )
+        },
+    }
+
+
+def _other_paths() -> dict[str, dict[str, Schema]]:
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    sdp = {"application/sdp": {"schema": {"type": "string"}}}
+    plain_err = {"description": "One-line reason", "content": text}
+    return {
+        "/whip": {
+            "post": {
+                "operationId": "whipOffer",
+                "summary": "WHIP (RFC 9725): send an SDP offer, get the answer; the call starts",
+                "requestBody": {"required": True, "content": sdp},
+                "responses": {
+                    "201": {
+                        "description": "SDP answer",
+                        "content": sdp,
+                        "headers": {
+                            "Location": {"schema": {"type": "string"}, "description": "/whip/{call_id}"}
+                        },
+                    },
+                    **{code: plain_err for code in ("400", "401", "413", "415", "503")},
+                },
+            }
+        },
+        "/whip/{call_id}": {
+            "delete": {
+                "operationId": "whipEnd",
+                "summary": "End the call",
+                "parameters": [CALL_ID],
+                "responses": {
+                    "200": {"description": "Call ended"},
+                    **{code: plain_err for code in ("401", "404")},
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "summary": "Liveness",
+                "security": [],
+                "responses": {"200": {"description": "Alive", "content": text}},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Readiness (503 while draining)",
+                "security": [],
+                "responses": {
+                    "200": {"description": "Ready", "content": text},
+                    "503": {"description": "Not ready", "content": text},
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics (no PHI in labels)",
+                "security": [],
+                "responses": {"200": {"description": "Prometheus text format", "content": text}},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "security": [],
+                "responses": {
+                    "200": {"description": "OpenAPI 3.1", "content": {JSON: {"schema": {"type": "object"}}}}
+                },
+            }
+        },
+    }
+
+
+def openapi_spec() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Converse media worker",
+            "version": "1",
+            "description": "WHIP ingest, health, metrics, and the admin API under /v1/. Every /v1/ call "
+            "needs a bearer token; each is checked against the role table (worker.access) and audited.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": {**_v1_paths(), **_other_paths()},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "schemas": SCHEMAS,
+        },
+    }
+
+
+def render_markdown() -> str:
+    """The `/v1/` endpoint table for docs/api.md."""
+    lines = ["| method | path | permission | needs `mfa` | what |", "|---|---|---|:-:|---|"]
+    for path, ops in openapi_spec()["paths"].items():
+        for method, op in ops.items():
+            perm = op.get("x-permission")
+            mfa = "yes" if op.get("x-mfa") else "-"
+            what = op["summary"].split(":")[0] if perm == "live_view_claimed" else op["summary"]
+            auth = f"`{perm}`" if perm else ("bearer token" if op.get("security") != [] else "none")
+            lines.append(f"| {method.upper()} | `{path}` | {auth} | {mfa if perm else '-'} | {what} |")
+    return "\n".join(lines) + "\n"
+
+
+BEGIN_MARK: Final = "<!-- BEGIN GENERATED by `python -m worker.openapi docs/api.md`; do not edit -->\n"
+END_MARK: Final = "<!-- END GENERATED -->\n"
+
+
+def sync_doc(text: str) -> str:
+    start, end = text.index(BEGIN_MARK) + len(BEGIN_MARK), text.index(END_MARK)
+    return text[:start] + render_markdown() + text[end:]
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m worker.openapi DOC.md", file=sys.stderr)
+        return 2
+    path = Path(argv[0])
+    path.write_text(sync_doc(path.read_text("utf-8")), "utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
