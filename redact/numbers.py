@@ -81,7 +81,10 @@ _FILLER = (
     r"(?:um+|uh+|uhm|er+|erm|ah+|hmm+|mm+|sorry|let\s+me\s+see|let\s+me\s+think|let's\s+see|"
     r"i\s+mean|hold\s+on|wait|one\s+sec(?:ond)?|like)"
 )
-_TIGHT_RE = re.compile(r"[ \t]{0,3}(?:-[ \t]{0,2})?|[ \t]?\([ \t]?|\)[ \t]?-?[ \t]?|[ \t]+\)[ \t]?")
+_TIGHT_RE = re.compile(
+    r"[ \t]{0,3}(?:-[ \t]{0,2})?|[ \t]?\([ \t]?|\)[ \t]?-?[ \t]?|[ \t]+\)[ \t]?|[ \t]+(?:dash|hyphen)[ \t]+",
+    re.IGNORECASE,
+)
 _LOOSE_RE = re.compile(
     rf"\s*(?:,|\.\.\.+|…|;|--|—|\u2013|-)?\s*(?:{_FILLER}\s*(?:,|\.\.\.+|…|--|—)?\s*)*",
     re.IGNORECASE,
@@ -107,6 +110,7 @@ class NumToken:
     blocked: bool = False
     plus: bool = False  # a leading "+" or the word "plus"
     lone_oh: bool = False
+    soft: bool = False  # "4,567": thousands separators, a quantity unless glued to other digit groups
 
 
 @dataclass(slots=True)
@@ -118,6 +122,7 @@ class Group:
     intl: bool = False
     blocked: bool = False
     link: Link = Link.BREAK  # link to the next group
+    soft: bool = False  # blocked only for want of context: every token is soft ("4,567", "1,011,111")
 
 
 def _literal(text: str, m: re.Match[str]) -> NumToken:
@@ -125,8 +130,15 @@ def _literal(text: str, m: re.Match[str]) -> NumToken:
     plus = raw.startswith("+")
     body = raw.lstrip("+")
     tok = NumToken(m.start(), m.end(), body, spoken=False, plus=plus)
-    if any(c in body for c in ":/,"):
-        tok.blocked = True  # time, date, 1,000
+    if ":" in body or "/" in body:
+        tok.blocked = True  # time, date
+    elif "," in body:
+        # Whisper groups digits it hears as a number with thousands separators: "555-123-4,567". Alone it
+        # is a quantity ("1,250"); glued to other digit groups or in phone/card context it is digits.
+        if "." in body:
+            tok.blocked = True  # 1,250.50
+        else:
+            tok.digits, tok.soft = body.replace(",", ""), True
     elif "." in body:
         parts = body.split(".")
         # 415.555.0163 / 1.800.555.0144 are phones; 101.4 and 6.9 are measurements.
@@ -261,9 +273,11 @@ def group(text: str, tokens: list[NumToken] | None = None) -> list[Group]:
             pending_plus = None
         prev_end = tok.end
     for g in groups:
+        if all(t.soft for t in g.tokens):
+            g.blocked = g.soft = True  # "1,250" alone: a quantity unless the context says phone or card
         if len(g.tokens) == 1 and g.tokens[0].lone_oh:
-            g.blocked = True  # "Oh, I see" - an interjection, not a zero
+            g.blocked, g.soft = True, False  # "Oh, I see" - an interjection, not a zero
         before = text[max(0, g.start - 30) : g.start].rstrip(" \t#:.").rsplit(None, 1)
         if before and before[-1].lower() in PRE_BLOCK:
-            g.blocked = True
+            g.blocked, g.soft = True, False
     return groups

@@ -7,8 +7,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from media.frames import EncodedFrame
+from storage.protocols import OrgSettings
 from worker.contracts import CallSummary, LiveEvent
 
 
@@ -42,6 +44,8 @@ class FakeSession:
     finishes: list[tuple[str, str | None]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    settings: OrgSettings | None = None  # the org's settings, as the real engine fixes them at start
+    e2ee: Any = None  # worker.e2ee.E2eeState, attached by the WHIP on_sframe hook
 
     async def open_track(self) -> FakePipeline:
         pipeline = FakePipeline(
@@ -75,6 +79,7 @@ class FakeSession:
 @dataclass(slots=True)
 class FakeEngine:
     push_delay_s: float = 0.0
+    e2ee_required: bool = False
     sessions: dict[str, FakeSession] = field(default_factory=dict)
     call_started: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -93,6 +98,7 @@ class FakeEngine:
             source=source,
             variables=variables,
             push_delay_s=self.push_delay_s,
+            settings=OrgSettings(org_id, e2ee_required=self.e2ee_required),
         )
         self.sessions[session.call_id] = session
         self.call_started.set()

@@ -39,11 +39,22 @@ def cli_env(data_dir: Path, kek: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], env: Mapping[str, str], *, check: bool = True, timeout: float = 300,
-            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str],
+    env: Mapping[str, str],
+    *,
+    check: bool = True,
+    timeout: float = 300,
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         [sys.executable, "-m", "worker", *args],
-        env=dict(env), capture_output=True, text=True, timeout=timeout, input=stdin, cwd=REPO,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin,
+        cwd=REPO,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"converse-worker {' '.join(args)} -> {proc.returncode}\n{proc.stderr[-3000:]}")

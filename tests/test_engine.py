@@ -78,7 +78,9 @@ def _boom(text: str, variables: object) -> tuple[str, dict[str, int]]:
     raise RuntimeError("redactor exploded on " + text)  # the text must not reach logs or storage
 
 
-async def test_redaction_failure_writes_nothing(make_engine, stores, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_redaction_failure_writes_nothing(
+    make_engine, stores, capsys: pytest.CaptureFixture[str]
+) -> None:
     engine: Engine = make_engine(FakeTranscriber([PHI_LINE]), RedactFn(_boom))
     fixture = load_fixture(FIXTURES / "example_call.flac")
     summary = await replay_one(engine, fixture, realtime=False, emit=lambda e: None)

@@ -250,13 +250,13 @@ async def sframe_keys(request: web.Request) -> web.Response:
         raise ApiError(404, f"no active call {call_id}")
     add = getattr(call, "add_sframe_keys", None)
     if add is None:
-        raise ApiError(501, "this worker cannot take SFrame keys through the API yet")
+        raise ApiError(501, "this worker cannot take SFrame keys through the API")
     try:
         result = add(suite, keys)
         if inspect.isawaitable(result):
             await result
-    except ValueError:  # the message is not echoed: it might quote what it refused
-        raise ApiError(400, "keys refused by the call") from None
+    except ValueError as exc:  # the call's refusal (not E2EE, suite differs, KID known); names kids, not keys
+        raise ApiError(400, f"keys refused: {str(exc).splitlines()[0][:200] if str(exc) else 'invalid'}") from None
     return web.json_response({"call_id": call_id, "suite": suite, "kids": sorted(keys)})
 
 

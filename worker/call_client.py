@@ -4,15 +4,23 @@ Each fixture track (48 kHz mono int16) becomes one send-only Opus track, paced i
 After the fixture, every track sends `tail_s` of silence (so the last utterance finalises), then ends; the
 client waits for the last packets to land, DELETEs the call and returns what it sent and the worker's
 summary from the DELETE response.
+
+End-to-end encryption (issue 9): with a `FrameProtector`, every outgoing Opus payload is SFrame-protected
+(RFC 9605) through the send seam in `media.opus_send_tap`, and the WHIP POST carries
+`Converse-SFrame-Suite` / `Converse-SFrame-Keys`. Nothing is ever sent in the clear: a payload that cannot
+be protected stops the track.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import fractions
 import json
 import math
+import secrets
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,7 +34,10 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSession
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE
+from media.opus_send_tap import SendTap
+from media.sframe_session import MemoryCounterStore, SFrameSender, key_fingerprint
 from worker.webrtc import loopback_only as _loopback_only
+from worker.whip import SFRAME_KEYS_HEADER, SFRAME_SUITE_HEADER
 
 TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 
@@ -75,6 +86,57 @@ class FixtureTrack(MediaStreamTrack):
         return frame
 
 
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class FrameProtector:
+    """SFrame sender for a call's outgoing Opus payloads (thread-safe: aiortc encodes in its executor).
+
+    Every track of the call shares one sender per KID, so no (key, KID, CTR) repeats across tracks. The CTR
+    of each KID starts at a random 40-bit value: a key reused across client runs (the same `--sframe-key`)
+    then does not reuse a nonce in practice. `rotate(kid, key)` switches to a new KID mid-call; announce it
+    beforehand (`announce` keys go into the WHIP header, or add it through the admin API). Keys are never
+    in repr."""
+
+    def __init__(
+        self, suite: int, key: bytes, kid: int, *, announce: Mapping[int, bytes] | None = None
+    ) -> None:
+        self.suite = suite
+        self._keys: dict[int, bytes] = {kid: key, **(announce or {})}
+        self._lock = threading.Lock()
+        self._sender = self._new_sender(kid, key)
+        self.protected = 0
+
+    def __repr__(self) -> str:
+        return f"FrameProtector(suite={self.suite}, kid={self.kid}, protected={self.protected})"
+
+    def _new_sender(self, kid: int, key: bytes) -> SFrameSender:
+        start = MemoryCounterStore({(key_fingerprint(self.suite, key), kid): secrets.randbits(40)})
+        return SFrameSender(self.suite, key, kid, counter_store=start)
+
+    @property
+    def kid(self) -> int:
+        return self._sender.kid
+
+    def rotate(self, kid: int, key: bytes) -> None:
+        sender = self._new_sender(kid, key)
+        with self._lock:
+            self._keys.setdefault(kid, key)
+            self._sender = sender
+
+    def __call__(self, payload: bytes) -> bytes:
+        with self._lock:
+            sender = self._sender
+            self.protected += 1
+        return sender.protect(payload)
+
+    def headers(self) -> dict[str, str]:
+        """The WHIP headers announcing the suite and every key known so far."""
+        keys = ", ".join(f"{kid}={b64url(key)}" for kid, key in self._keys.items())
+        return {SFRAME_SUITE_HEADER: str(self.suite), SFRAME_KEYS_HEADER: keys}
+
+
 def whip_endpoint(url: str) -> str:
     """Accept the worker's base URL or its WHIP endpoint."""
     return urljoin(url, "/whip") if urlsplit(url).path in ("", "/") else url
@@ -111,6 +173,7 @@ async def run_call(
     connect_timeout_s: float = 15.0,
     loopback_only: bool = False,
     headers: Mapping[str, str] | None = None,
+    sframe: FrameProtector | None = None,
 ) -> dict[str, Any]:
     """Call the worker at `url` with the fixture; return {"call_id", "location", "frames_sent" per track,
     "packets_sent" per track, "duration_s", "server": the DELETE response (the call's summary)}."""
@@ -119,7 +182,15 @@ async def run_call(
     context = _loopback_only() if loopback_only else contextlib.nullcontext()
     with context:
         return await _run_call(
-            whip_endpoint(url), fixture_tracks, token, realtime, tail_s, settle_s, connect_timeout_s, headers
+            whip_endpoint(url),
+            fixture_tracks,
+            token,
+            realtime,
+            tail_s,
+            settle_s,
+            connect_timeout_s,
+            headers,
+            sframe,
         )
 
 
@@ -132,6 +203,7 @@ async def _run_call(
     settle_s: float,
     connect_timeout_s: float,
     headers: Mapping[str, str] | None,
+    sframe: FrameProtector | None,
 ) -> dict[str, Any]:
     longest = max(len(t) for t in fixture_tracks)
     total = math.ceil(longest / FRAME_SAMPLES) + math.ceil(tail_s * SAMPLE_RATE / FRAME_SAMPLES)
@@ -140,6 +212,7 @@ async def _run_call(
     auth = {"Authorization": f"Bearer {token}"}
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     location: str | None = None
+    taps: list[SendTap] = []
     started = time.monotonic()
     async with aiohttp.ClientSession() as http:
         try:
@@ -148,8 +221,11 @@ async def _run_call(
                 transceiver = pc.addTransceiver(track, direction="sendonly")
                 transceiver.setCodecPreferences(opus)
                 senders.append(transceiver.sender)
+                if sframe is not None:  # attached before the sender starts: its first frame is protected
+                    taps.append(SendTap(transceiver.sender, sframe))
             await pc.setLocalDescription(await pc.createOffer())
-            post_headers = {**(headers or {}), **auth, "Content-Type": "application/sdp"}
+            e2ee = sframe.headers() if sframe is not None else {}
+            post_headers = {**(headers or {}), **e2ee, **auth, "Content-Type": "application/sdp"}
             async with http.post(endpoint, data=pc.localDescription.sdp, headers=post_headers) as resp:
                 text = await resp.text()
                 if resp.status != 201:
@@ -177,6 +253,8 @@ async def _run_call(
             location_done, location = location, None
         finally:
             await pc.close()
+            for tap in taps:
+                tap.close()
             if location is not None:  # failed mid-call: do not leave the call running on the worker
                 with contextlib.suppress(aiohttp.ClientError, WhipClientError):
                     await _delete(http, location, auth)

@@ -4,14 +4,41 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import json
 import os
 import sys
 from typing import Any
 
 from media.fixtures import FixtureError, load_fixture
-from worker.call_client import WhipClientError, run_call, whip_endpoint
+from media.sframe import SFrameError, suite_params
+from worker.call_client import FrameProtector, WhipClientError, run_call, whip_endpoint
 from worker.cli import CommandError
+from worker.e2ee import MAX_KEY_BYTES, MIN_KEY_BYTES
+
+SFRAME_KEY_ENV = "CONVERSE_SFRAME_KEY"  # keeps the key off the command line (and out of `ps`)
+
+
+def sframe_protector(key_text: str | None, kid: int, suite: int) -> FrameProtector | None:
+    """`--sframe-key` (base64url, or $CONVERSE_SFRAME_KEY), `--kid`, `--suite` -> a protector, or None.
+    Error messages never quote the key."""
+    if not key_text:
+        return None
+    try:
+        suite_params(suite)
+    except SFrameError:
+        raise CommandError(f"--suite: unsupported SFrame suite {suite} (1-5)") from None
+    if not 0 <= kid < 2**64:
+        raise CommandError("--kid must be 0..2^64-1")
+    text = key_text.strip()
+    try:
+        key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, binascii.Error):
+        raise CommandError("--sframe-key is not base64url") from None
+    if not MIN_KEY_BYTES <= len(key) <= MAX_KEY_BYTES:
+        raise CommandError(f"--sframe-key must decode to {MIN_KEY_BYTES}-{MAX_KEY_BYTES} bytes")
+    return FrameProtector(suite, key, kid)
 
 
 async def _transcript(url: str, call_id: str, token: str) -> list[dict[str, Any]] | None:
@@ -43,9 +70,9 @@ async def run(args: argparse.Namespace) -> int:
         fixture = await asyncio.to_thread(load_fixture, args.fixture)
     except FixtureError as exc:
         raise CommandError(str(exc)) from None
-    headers: dict[str, str] = {}
-    if args.sframe_key:
-        raise CommandError("--sframe-key: SFrame sending is not available in this build")
+    protector = sframe_protector(
+        args.sframe_key or os.environ.get(SFRAME_KEY_ENV), int(args.kid), int(args.suite)
+    )
     loopback = os.environ.get("CONVERSE_LOOPBACK_ONLY", "").lower() in ("1", "true", "yes")
     try:
         result = await run_call(
@@ -55,11 +82,13 @@ async def run(args: argparse.Namespace) -> int:
             True,
             tail_s=args.tail,
             loopback_only=loopback,
-            headers=headers or None,
+            sframe=protector,
         )
     except WhipClientError as exc:
         raise CommandError(str(exc)) from None
     result["fixture"] = fixture.name
+    if protector is not None:
+        result["sframe"] = {"suite": protector.suite, "kid": protector.kid, "frames": protector.protected}
     utts = await _transcript(args.url, result["call_id"], token)
     if utts is not None:
         result["utterances"] = utts

@@ -163,6 +163,14 @@ class Call:
         self._summary: CallSummary | None = None
         self._supervisor = asyncio.create_task(self._supervise(), name=f"call-{self.call_id}")
 
+    def add_sframe_keys(self, suite: int, keys: Mapping[int, bytes]) -> None:
+        """Mid-call SFrame keys (admin API): handed to the E2EE state the WebRTC edge attached (worker.e2ee).
+        ValueError when the call is not end-to-end encrypted or the keys are refused."""
+        state = getattr(self, "e2ee", None)
+        if state is None:
+            raise ValueError(f"call {self.call_id} is not end-to-end encrypted")
+        state.add_sframe_keys(suite, keys)
+
     async def wait_for_room(self, queue: asyncio.Queue[EncodedFrame | object], item: EncodedFrame) -> None:
         """Backpressure that cannot hang: if the call's pipeline died, the edge gets an error instead."""
         put = asyncio.ensure_future(queue.put(item))

@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from worker.access import Permission, check
 from worker.app_context import AppContext
+from worker.e2ee import sframe_hook
 from worker.identity import IdentityError
 from worker.security import actor_of
 from worker.webrtc import Calls
@@ -92,6 +93,6 @@ def build_app(ctx: AppContext, calls: Calls) -> web.Application:
         ]
     )
     app.add_routes(demo_routes())
-    app.add_routes(whip_routes(calls, authorize=_whip_authorizer(ctx), on_sframe=None))
+    app.add_routes(whip_routes(calls, authorize=_whip_authorizer(ctx), on_sframe=sframe_hook(ctx.metrics)))
     app.add_routes(api_routes(ctx))
     return app

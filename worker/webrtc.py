@@ -6,6 +6,11 @@ everything the call does runs in that task's TaskGroup: per track a `recv()` dra
 without bound if nobody reads) and a pump that takes encoded Opus frames from `media.opus_tap` and pushes
 them into the pipeline (awaiting `push` is the backpressure), plus a no-media watchdog. aiortc's callbacks
 stay here and only ever resolve the call's end future.
+
+End-to-end encrypted calls (`worker.e2ee`): when the call session carries an `E2eeState` (attached by the
+WHIP `on_sframe` hook before the answer), the pump SFrame-unprotects every payload before anything else
+looks at it; a frame that fails is dropped and counted as lost. An org that requires E2EE gets calls
+without SFrame keys refused (`E2eeRequiredError`, HTTP 403).
 """
 
 from __future__ import annotations
@@ -30,9 +35,19 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
-from media.frames import EncodedFrame
+from media.frames import FRAME_SAMPLES, EncodedFrame
 from media.opus_tap import OpusTap, RtpTimeline, TapOverflowError, opus_packet_samples
 from worker.contracts import CallSession, CallSummary, Engine, TrackPipeline
+from worker.e2ee import (
+    REQUIRED_REASON,
+    Dropped,
+    E2eeError,
+    E2eeRequiredError,
+    E2eeState,
+    TrackUnprotector,
+    e2ee_of,
+    requires_e2ee,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -178,6 +193,7 @@ class _Track:
     track: Any  # aiortc RemoteStreamTrack
     tap: OpusTap
     pipeline: TrackPipeline | None = None
+    e2ee: TrackUnprotector | None = None  # SFrame unprotect before the pipeline (E2EE calls)
     pushed: int = 0
     lost: int = 0
 
@@ -194,6 +210,7 @@ class Call:
     started: float
     last_media: float
     summary: CallSummary | None = None
+    e2ee: E2eeState | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     _end: asyncio.Future[tuple[str, str | None]] = field(
@@ -283,14 +300,30 @@ class Call:
                 continue
             if frame is None:
                 break
-            placed = timeline.feed(frame.rtp_timestamp, opus_packet_samples(frame.payload))
+            self.last_media = now = self.clock()
+            payload = frame.payload
+            dropped: Dropped | None = None
+            if t.e2ee is not None:
+                opened = t.e2ee.open(payload, now)
+                if isinstance(opened, Dropped):
+                    dropped = opened
+                else:
+                    payload = opened.payload
+            # A dropped frame still takes its place on the timeline (its length unknown: one frame), so
+            # the gap check does not count it a second time.
+            samples = FRAME_SAMPLES if dropped is not None else opus_packet_samples(payload)
+            placed = timeline.feed(frame.rtp_timestamp, samples)
             if placed is None:  # not after the previous frame: cannot be stored in order
                 self._lose(t, 1)
                 continue
             if placed.lost:
                 self._lose(t, placed.lost)
-            self.last_media = self.clock()
-            await t.pipeline.push(EncodedFrame(payload=frame.payload, timestamp=placed.timestamp))
+            if dropped is not None:
+                self._lose(t, 1)
+                if dropped.end_call is not None:
+                    self.end("failed", dropped.end_call)
+                continue
+            await t.pipeline.push(EncodedFrame(payload=payload, timestamp=placed.timestamp))
             t.pushed += 1
         if t.tap.dropped:
             self._lose(t, t.tap.dropped)
@@ -324,6 +357,10 @@ class Call:
             for t in self.tracks:
                 t.tap.close()
             self.summary = await self.session.finish(status, reason)
+            extra: dict[str, object] = {}
+            if self.e2ee is not None:
+                self.e2ee.forget_keys()
+                extra["sframe_failures"] = [dict(t.e2ee.failures) if t.e2ee else {} for t in self.tracks]
             log.info(
                 "call_finished",
                 call_id=self.call_id,
@@ -331,6 +368,7 @@ class Call:
                 reason=reason,
                 frames=[t.pushed for t in self.tracks],
                 lost=[t.lost for t in self.tracks],
+                **extra,
             )
         finally:
             self.finished.set()
@@ -447,6 +485,11 @@ class Calls:
                 t.pipeline = await session.open_track()
             if before_answer is not None:
                 await before_answer(session)
+            e2ee = e2ee_of(session)
+            if e2ee is None and requires_e2ee(session):
+                raise E2eeRequiredError(REQUIRED_REASON)
+            for t in tracks:
+                t.e2ee = e2ee.track(t.index) if e2ee is not None else None
             await pc.setLocalDescription(await pc.createAnswer())  # aiortc gathers candidates first
             if self._draining:
                 raise DrainingError("server is draining")
@@ -461,6 +504,7 @@ class Calls:
                 clock=self.clock,
                 started=now,
                 last_media=now,
+                e2ee=e2ee,
             )
             pc.on("connectionstatechange", call._on_connection_state)
             self._calls[call.call_id] = call
@@ -471,9 +515,12 @@ class Calls:
         except BaseException as exc:
             for t in tracks:
                 t.tap.close()
+            state = e2ee_of(session) if session is not None else None
+            if state is not None:
+                state.forget_keys()
             await pc.close()
             if session is not None:
-                reason = str(exc) if isinstance(exc, CallError) else "call setup failed"
+                reason = str(exc) if isinstance(exc, CallError | E2eeError) else "call setup failed"
                 await session.finish("failed", reason)
             raise
 

@@ -16,14 +16,32 @@ import hmac
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 from aiohttp import web
 
 from worker.contracts import CallSession, CallSummary
+from worker.e2ee import E2eeRequiredError, SFrameKeyError, SFrameParams
 from worker.webrtc import AtCapacityError, Calls, DrainingError, OfferError
+
+__all__ = [
+    "SFRAME_KEYS_HEADER",
+    "SFRAME_SUITE_HEADER",
+    "Authorize",
+    "Principal",
+    "SFrameHeaderError",
+    "SFrameHook",
+    "SFrameParams",
+    "Unauthorized",
+    "WhipHandlers",
+    "WhipLimits",
+    "demo_routes",
+    "parse_sframe_headers",
+    "static_bearer",
+    "whip_routes",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -70,14 +88,6 @@ class WhipLimits:
     max_body_bytes: int = 64 * 1024
     retry_after_s: int = 10
     delete_wait_s: float = 10.0  # DELETE waits this long for the call's summary (then answers anyway)
-
-
-@dataclass(frozen=True, slots=True)
-class SFrameParams:
-    """E2EE parameters a WHIP client sent for its frames (issue 9). Keys never appear in repr or logs."""
-
-    suite: int
-    keys: Mapping[int, bytes] = field(repr=False)
 
 
 SFrameHook = Callable[[CallSession, SFrameParams], Awaitable[None]]
@@ -212,8 +222,10 @@ class WhipHandlers:
 
         try:
             call, answer = await self.calls.start(offer, org_id=principal.org_id, before_answer=before_answer)
-        except OfferError as exc:
+        except (OfferError, SFrameKeyError) as exc:
             return _reason(400, str(exc))
+        except E2eeRequiredError as exc:
+            return _reason(403, str(exc))
         except (DrainingError, AtCapacityError) as exc:
             return self._unavailable(str(exc))
         except Exception as exc:  # engine or aiortc failure during setup: the call was cleaned up
