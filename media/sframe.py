@@ -369,17 +369,8 @@ def unprotect(suite: int, base_key: bytes, ciphertext: bytes, metadata: bytes = 
 # resolve on first access through a module `__getattr__` (PEP 562).
 
 _SESSION_NAMES = frozenset(
-    {
-        "CounterStore",
-        "MemoryCounterStore",
-        "SFrameReceiver",
-        "SFrameSender",
-        "key_fingerprint",
-        "ratchet_forward",
-        "ratchet_key",
-        "ratchet_kid",
-        "split_ratchet_kid",
-    }
+    "CounterStore MemoryCounterStore SFrameReceiver SFrameSender key_fingerprint ratchet_forward ratchet_key "
+    "ratchet_kid split_ratchet_kid".split()
 )
 
 if TYPE_CHECKING:

@@ -220,7 +220,7 @@ def tokenize(text: str) -> list[NumToken]:
             end = matches[k + used - 1].end()
             tok = NumToken(s, end, digits, spoken=True, lone_oh=used == 1 and w == "oh")
             k += used
-        if not tok.blocked and _unit_follows(text, tok.end):
+        if not tok.blocked and len(tok.digits) < 7 and _unit_follows(text, tok.end):  # "10 days"
             tok.blocked = True
         tokens.append(tok)
     return tokens

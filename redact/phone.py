@@ -26,7 +26,7 @@ def is_phone(digits: str, intl: bool) -> bool:
         if digits.startswith("1"):
             return n == 11
         return 9 <= n <= 15
-    if digits.startswith("00"):  # 0044 20 7946 0958, 0049 (0)30 5550 2290
+    if digits.startswith("00") and n != 10:  # 0044 20 7946 0958, 0049 (0)30 5550 2290
         return 11 <= n <= 17
     if n == 7:
         return digits[0] not in "01"

@@ -205,19 +205,20 @@ class SeaweedServer:
             self.stop()
             raise
 
-    def stop(self) -> None:
+    def stop(self, *, graceful: float = 10.0) -> None:
+        """SIGTERM (SIGKILL after `graceful` seconds, or at once with 0): the data directory stays."""
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGTERM if graceful > 0 else signal.SIGKILL)
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=graceful or 10)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
 
     def cleanup(self) -> None:
-        self.stop()
+        self.stop(graceful=0)  # throwaway data: no need to wait for a clean shutdown
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

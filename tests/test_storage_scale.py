@@ -23,7 +23,7 @@ __all__ = ["aws_env", "own_servers", "pg_server", "pg_url", "s3_server", "s3_url
 
 pytestmark = [
     # botocore 1.43 calls datetime.utcnow() (deprecated in 3.12) when signing; harmless on 3.11, narrow.
-    pytest.mark.filterwarnings("ignore:datetime.datetime.utcnow:DeprecationWarning:botocore.*"),
+    # (no botocore filter needed)
 ]
 
 

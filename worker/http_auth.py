@@ -113,7 +113,7 @@ async def authorize(
     """Check `permission` (on a resource of organisation `org`), audit the decision, raise 403/404 if denied.
 
     `deny`: a reason to refuse even when the role allows it (e.g. the caller does not hold the claim).
-    A denial caused only by `org` answers 404 with `not_found` (the message a missing resource gets).
+    With `not_found` (the message a missing resource gets), a denial caused only by `org` answers 404.
     """
     st = state_of(request)
     p = st.principal
@@ -135,8 +135,8 @@ async def authorize(
     )
     st.audited = True
     if not allowed:
-        if foreign:
-            raise ApiError(404, not_found or f"no {resource}")
+        if foreign and not_found is not None:
+            raise ApiError(404, not_found)
         raise ApiError(403, reason)
     return p
 
