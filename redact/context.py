@@ -21,7 +21,7 @@ class Cue(Enum):
 
 
 _WORD_RE = re.compile(r"[A-Za-z]+")
-# Single words, then two-word labels (checked first: "auth number" is an ID, "area code" a phone lead-in).
+# Single words, then two-word labels (tried first: "auth number" is an ID, "area code" a phone lead-in).
 _UNIGRAMS: dict[str, Cue] = {
     **dict.fromkeys(
         "mrn npi dea rx confirmation authorization authorisation claim policy ticket invoice tracking id"
@@ -29,7 +29,7 @@ _UNIGRAMS: dict[str, Cue] = {
         Cue.OTHER_ID,
     ),
     **dict.fromkeys(
-        "card visa mastercard amex discover jcb diners debit credit hsa fsa".split(),
+        "card visa mastercard amex discover jcb diners debit credit hsa fsa charge".split(),
         Cue.CARD,
     ),
     **dict.fromkeys("social ssn".split(), Cue.SSN),
@@ -52,25 +52,70 @@ _BIGRAMS: dict[tuple[str, str], Cue] = {
     ("social", "security"): Cue.SSN,
     ("security", "code"): Cue.OTHER_ID,
 }
+# "my number is ...", "the best number to reach you": a phone, unless a label came first ("card number",
+# "claim number", "social security number") or it counts something ("the number of refills").
+_NUMBER_NOT_AFTER = frozenset([*_UNIGRAMS, *_ID_HEADS, *(b for _, b in _BIGRAMS), "security", "id"])
+
+_NOT_LETTER_BEFORE, _NOT_LETTER_AFTER = r"(?<![a-z])", r"(?![a-z])"
 
 
-def cue_index(text: str) -> list[tuple[int, int, Cue]]:
+def _alt(words: object) -> str:
+    return "|".join(sorted(map(re.escape, words), key=len, reverse=True))  # type: ignore[call-overload]
+
+
+# One pass over the lower-cased text finds every cue: two-word labels first (the regex takes the first
+# alternative that matches at a position), then single words, then "number" (checked in `cue_index`).
+_CUE_RE = re.compile(
+    _NOT_LETTER_BEFORE
+    + "(?:"
+    + rf"(?P<pair>(?:{_alt({a for a, _ in _BIGRAMS})})[^a-z]+(?:{_alt({b for _, b in _BIGRAMS})})"
+    + rf"|(?:{_alt(_ID_HEADS)})[^a-z]+(?:{_alt(_ID_TAILS)}))"
+    + rf"|(?<!\[)(?P<word>{_alt(_UNIGRAMS)})"
+    + r"|(?P<number>number)"
+    + ")"
+    + _NOT_LETTER_AFTER
+)
+_LAST_WORD_RE = re.compile(r"([a-z]+)[^a-z]*$")
+_OF_RE = re.compile(r"[^a-z]+of(?![a-z])")
+_SPLIT_RE = re.compile(r"[^a-z]+")
+
+
+def _pair_cue(first: str, second: str) -> Cue | None:
+    cue = _BIGRAMS.get((first, second))
+    if cue is None and first in _ID_HEADS and second in _ID_TAILS:
+        cue = Cue.OTHER_ID
+    return cue
+
+
+def cue_index(text: str, lower: str | None = None) -> list[tuple[int, int, Cue]]:
     """Every cue in the text as (start, end, cue), in order; words inside "[CARD]"-style placeholders
-    are not cues (so a second pass over redacted text sees what the first saw)."""
+    are not cues (so a second pass over redacted text sees what the first saw). `lower`: `text.lower()`
+    if the caller has it."""
+    if lower is None:
+        lower = text.lower()
+    if len(lower) != len(text):  # rare Unicode whose lower case changes length: keep offsets right
+        lower = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
     out: list[tuple[int, int, Cue]] = []
-    prev = ""
-    prev_start = 0
-    for m in _WORD_RE.finditer(text):
-        w = m.group().lower()
-        s = m.start()
-        cue = _BIGRAMS.get((prev, w))
-        if cue is None and prev in _ID_HEADS and w in _ID_TAILS:
-            cue = Cue.OTHER_ID
-        if cue is not None:
-            out.append((prev_start, m.end(), cue))
-        elif (c := _UNIGRAMS.get(w)) is not None and not (s and text[s - 1] == "["):
-            out.append((s, m.end(), c))
-        prev, prev_start = w, s
+    for m in _CUE_RE.finditer(lower):
+        kind = m.lastgroup
+        if kind == "word":
+            out.append((m.start(), m.end(), _UNIGRAMS[m.group()]))
+        elif kind == "pair":
+            words = _SPLIT_RE.split(m.group())
+            first, second = words[0], words[-1]
+            if (cue := _pair_cue(first, second)) is not None:
+                out.append((m.start(), m.end(), cue))
+                continue
+            # Two words that only look like a label ("american card"): each may still be a cue alone.
+            if (c := _UNIGRAMS.get(first)) is not None and not (m.start() and lower[m.start() - 1] == "["):
+                out.append((m.start(), m.start() + len(first), c))
+            if (c := _UNIGRAMS.get(second)) is not None:
+                out.append((m.end() - len(second), m.end(), c))
+        else:
+            s = m.start()
+            prev = _LAST_WORD_RE.search(lower, max(0, s - 24), s)
+            if (prev is None or prev.group(1) not in _NUMBER_NOT_AFTER) and not _OF_RE.match(lower, m.end()):
+                out.append((s, m.end(), Cue.PHONE))
     return out
 
 

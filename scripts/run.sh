@@ -4,5 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-export CONVERSE_API_TOKEN=${CONVERSE_API_TOKEN:-$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(24))')}
+if [[ -z "${CONVERSE_API_TOKEN:-}" ]]; then
+  CONVERSE_API_TOKEN=$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(24))')
+  export CONVERSE_API_TOKEN
+  echo "API token for this run (paste it into the demo page): $CONVERSE_API_TOKEN" >&2
+fi
 exec .venv/bin/converse-worker serve "$@"

@@ -177,7 +177,7 @@ class SeaweedServer:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"weed mini exited with {self.proc.returncode}; see {self.dir}/weed.log")
         try:
-            with urllib.request.urlopen(f"{self.endpoint}/healthz", timeout=1) as resp:  # noqa: S310  # loopback http URL built above
+            with urllib.request.urlopen(f"{self.endpoint}/healthz", timeout=1) as resp:
                 return bool(resp.status == 200)
         except (urllib.error.URLError, OSError):
             return False

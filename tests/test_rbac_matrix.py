@@ -15,7 +15,17 @@ from typing import Any
 
 import pytest
 
-from tests.api_support import ACTIVE_CALL, FOREIGN_CALL, ORG, OTHER_ORG, REDACTED_LINE, STORED_CALL, Api, open_api, opus_frames
+from tests.api_support import (
+    ACTIVE_CALL,
+    FOREIGN_CALL,
+    ORG,
+    OTHER_ORG,
+    REDACTED_LINE,
+    STORED_CALL,
+    Api,
+    open_api,
+    opus_frames,
+)
 from worker import api_live
 from worker.access import Permission, Principal, Role, check
 
@@ -44,8 +54,12 @@ MATRIX: list[Row] = [
     Row("POST", f"/v1/calls/{ACTIVE_CALL}/claim", P.CLAIM_ESCALATED),
     Row("GET", f"/v1/calls/{ACTIVE_CALL}/live", P.LIVE_VIEW_CLAIMED),
     Row("POST", f"/v1/calls/{ACTIVE_CALL}/release", P.CLAIM_ESCALATED),
-    Row("POST", f"/v1/calls/{ACTIVE_CALL}/sframe-keys", P.CONFIGURE_SECURITY,
-        body={"suite": 4, "keys": {"7": "AAECAwQFBgcICQoLDA0ODw"}}),
+    Row(
+        "POST",
+        f"/v1/calls/{ACTIVE_CALL}/sframe-keys",
+        P.CONFIGURE_SECURITY,
+        body={"suite": 4, "keys": {"7": "AAECAwQFBgcICQoLDA0ODw"}},
+    ),
     Row("GET", "/v1/analytics", P.READ_ANALYTICS),
     Row("GET", "/v1/audit?since=0&limit=5", P.READ_AUDIT),
     Row("GET", "/v1/audit/verify", P.VERIFY_AUDIT),
@@ -102,7 +116,9 @@ async def test_role_endpoint_matrix(api: Api, role: Role, mfa: bool) -> None:
             problems.append(f"{row.method} {row.path}: {status} (want {want}) {text[:120]}")
             continue
         if not allowed:
-            reason = check(Principal(user, None, ORG, role, ("otp", "mfa") if mfa else ()), row.permission).reason
+            reason = check(
+                Principal(user, None, ORG, role, ("otp", "mfa") if mfa else ()), row.permission
+            ).reason
             if f'"error": "{reason}"' not in text:
                 problems.append(f"{row.method} {row.path}: reason {text[:120]} (want {reason})")
         decisions = [e for e in await api.audit_tail(since) if e["action"] == f"api.{row.permission}"]
@@ -157,9 +173,20 @@ async def test_support_agent_reaches_no_stored_transcript_or_recording(api: Api)
             assert REDACTED_LINE.encode() not in body and b"OggS" not in body and b"RIFF" not in body
     async with api.client.get("/v1/escalations", headers=headers) as resp:
         listed = await resp.json()
-    assert listed == {"escalations": [{"call_id": ACTIVE_CALL, "state": "claimed", "claimed_by": "agent",
-                                       "claimed_by_me": True, "active": True}]}
-    denied = [e for e in await api.audit_tail(0) if e["actor"]["user_id"] == "agent" and e["outcome"] == "denied"]
+    assert listed == {
+        "escalations": [
+            {
+                "call_id": ACTIVE_CALL,
+                "state": "claimed",
+                "claimed_by": "agent",
+                "claimed_by_me": True,
+                "active": True,
+            }
+        ]
+    }
+    denied = [
+        e for e in await api.audit_tail(0) if e["actor"]["user_id"] == "agent" and e["outcome"] == "denied"
+    ]
     assert len(denied) == len(phi_paths)
 
 

@@ -20,10 +20,6 @@ from tests.storage_contract import make_call, make_track, make_utt
 
 __all__ = ["aws_env", "pg_server", "pg_url", "s3_server", "s3_url"]  # fixtures, re-exported
 
-pytestmark = [
-    # botocore 1.43 calls datetime.utcnow() (deprecated in 3.12) when signing; harmless on 3.11, narrow.
-    pytest.mark.filterwarnings("ignore:datetime.datetime.utcnow:DeprecationWarning:botocore.*"),
-]
 
 TEXTS = [
     "zebrastripe ate [NAME]'s lunch",

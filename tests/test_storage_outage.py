@@ -27,11 +27,7 @@ from tests.storage_contract import T0, make_call, make_utt, make_wrapped
 
 __all__ = ["aws_env", "own_servers"]  # fixtures, re-exported
 
-pytestmark = [
-    pytest.mark.slow,
-    # botocore 1.43 calls datetime.utcnow() (deprecated in 3.12) when signing; harmless on 3.11, narrow.
-    pytest.mark.filterwarnings("ignore:datetime.datetime.utcnow:DeprecationWarning:botocore.*"),
-]
+pytestmark = pytest.mark.slow
 
 SUITE = 4
 AUDIO_CANARY = b"AUDIO-PLAINTEXT-CANARY"

@@ -21,11 +21,6 @@ from tests.storage_contract import Backend, StoreContract, make_call, make_track
 
 __all__ = ["aws_env", "own_servers", "pg_server", "pg_url", "s3_server", "s3_url"]  # fixtures, re-exported
 
-pytestmark = [
-    # botocore 1.43 calls datetime.utcnow() (deprecated in 3.12) when signing; harmless on 3.11, narrow.
-    # (no botocore filter needed)
-]
-
 
 class TestScaleOutBackend(StoreContract):
     @pytest.fixture

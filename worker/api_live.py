@@ -213,7 +213,8 @@ def _parse_keys(body: dict[str, Any]) -> tuple[int, dict[int, bytes]]:
         if not isinstance(key_text, str) or len(key_text) > 200:
             raise ValueError(f"keys entry {position}: key must be base64url")
         try:
-            key = base64.urlsafe_b64decode(key_text + "=" * (-len(key_text) % 4))
+            padded = key_text.rstrip("=") + "=" * (-len(key_text.rstrip("=")) % 4)
+            key = base64.b64decode(padded, altchars=b"-_", validate=True)
         except (binascii.Error, ValueError):
             raise ValueError(f"keys entry {position}: key must be base64url") from None
         if len(key) not in SFRAME_KEY_BYTES:
@@ -256,7 +257,9 @@ async def sframe_keys(request: web.Request) -> web.Response:
         if inspect.isawaitable(result):
             await result
     except ValueError as exc:  # the call's refusal (not E2EE, suite differs, KID known); names kids, not keys
-        raise ApiError(400, f"keys refused: {str(exc).splitlines()[0][:200] if str(exc) else 'invalid'}") from None
+        raise ApiError(
+            400, f"keys refused: {str(exc).splitlines()[0][:200] if str(exc) else 'invalid'}"
+        ) from None
     return web.json_response({"call_id": call_id, "suite": suite, "kids": sorted(keys)})
 
 

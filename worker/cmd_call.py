@@ -33,7 +33,7 @@ def sframe_protector(key_text: str | None, kid: int, suite: int) -> FrameProtect
         raise CommandError("--kid must be 0..2^64-1")
     text = key_text.strip()
     try:
-        key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        key = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except (ValueError, binascii.Error):
         raise CommandError("--sframe-key is not base64url") from None
     if not MIN_KEY_BYTES <= len(key) <= MAX_KEY_BYTES:

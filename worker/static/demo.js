@@ -1,12 +1,20 @@
 // Converse worker demo: browser microphone -> WHIP (RFC 9725) -> live transcript (SSE over fetch).
 // `?loopback` keeps only 127.0.0.1 host candidates (tests, single-machine demos).
-// State for tests and debugging: window.converseDemo = {state, callId, error, events}.
+// "End-to-end encryption" (or `?e2ee`): every encoded Opus frame is SFrame-protected (RFC 9605, suite 4,
+// KID 1, a fresh random key per call) in an RTCRtpScriptTransform worker (/e2ee-worker.js); the key goes to
+// the worker only, in the WHIP headers Converse-SFrame-Suite / Converse-SFrame-Keys, and is never shown.
+// State for tests and debugging: window.converseDemo = {state, callId, error, events, e2ee}.
 
 const params = new URLSearchParams(window.location.search);
 const LOOPBACK = params.has("loopback");
 const ICE_GATHERING_TIMEOUT_MS = 5000;
 
-const demo = { state: "idle", callId: null, error: null, events: [] };
+const SFRAME_SUITE = 4; // AES_128_GCM_SHA256_128
+const SFRAME_KID = 1;
+const E2EE_READY_TIMEOUT_MS = 5000;
+
+// e2ee: null, or {suite, kid, ready, protected, dropped, errors} (counts from the transform worker; no key).
+const demo = { state: "idle", callId: null, error: null, events: [], e2ee: null };
 window.converseDemo = demo;
 
 const form = document.getElementById("call-form");
@@ -14,8 +22,10 @@ const hangupButton = document.getElementById("hangup");
 const callButton = document.getElementById("call");
 const statusLine = document.getElementById("status");
 const transcript = document.getElementById("transcript");
+const e2eeBox = document.getElementById("e2ee");
+if (params.has("e2ee")) e2eeBox.checked = true;
 
-let current = null; // {pc, stream, location, token, abort}
+let current = null; // {pc, stream, location, token, abort, worker}
 
 function setStatus(state, text, isError = false) {
   demo.state = state;
@@ -46,6 +56,47 @@ function keepLoopbackCandidates(sdp) {
     .join("\r\n");
 }
 
+// Attach the SFrame protector to the sender; resolves to the WHIP headers once the key is usable.
+async function protectSender(sender) {
+  if (typeof RTCRtpScriptTransform === "undefined") {
+    throw new Error("this browser cannot encrypt end to end (no RTCRtpScriptTransform)");
+  }
+  const { randomKey, toBase64Url } = await import("/sframe.js");
+  let key = toBase64Url(randomKey(16));
+  const worker = new Worker("/e2ee-worker.js", { type: "module" });
+  current.worker = worker;
+  demo.e2ee = { suite: SFRAME_SUITE, kid: SFRAME_KID, ready: false, protected: 0, dropped: 0, errors: 0 };
+  const ready = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("end-to-end encryption did not start")), E2EE_READY_TIMEOUT_MS);
+    worker.addEventListener("message", (event) => {
+      const msg = event.data ?? {};
+      if (msg.type === "ready") {
+        clearTimeout(timer);
+        demo.e2ee.ready = true;
+        resolve();
+      } else if (msg.type === "error") {
+        clearTimeout(timer);
+        demo.e2ee.errors++;
+        reject(new Error(msg.message));
+      } else if (msg.type === "stats") {
+        Object.assign(demo.e2ee, { protected: msg.protected, dropped: msg.dropped, errors: msg.errors });
+      }
+    });
+  });
+  sender.transform = new RTCRtpScriptTransform(worker, { suite: SFRAME_SUITE, kid: SFRAME_KID, key });
+  await ready;
+  const headers = {
+    "Converse-SFrame-Suite": String(SFRAME_SUITE),
+    "Converse-SFrame-Keys": `${SFRAME_KID}=${key}`,
+  };
+  key = null; // only the transform worker and the WHIP request hold it from here
+  return headers;
+}
+
+function e2eeStats() {
+  if (current?.worker) current.worker.postMessage({ type: "stats" });
+}
+
 function preferOpus(transceiver) {
   const caps = RTCRtpSender.getCapabilities ? RTCRtpSender.getCapabilities("audio") : null;
   if (!caps || !transceiver.setCodecPreferences) return;
@@ -60,11 +111,16 @@ async function startCall(token) {
     video: false,
   });
   const pc = new RTCPeerConnection({ iceServers: [] });
-  current = { pc, stream, location: null, token, abort: new AbortController() };
+  current = { pc, stream, location: null, token, abort: new AbortController(), worker: null };
+  demo.e2ee = null;
   const transceiver = pc.addTransceiver(stream.getAudioTracks()[0], { direction: "sendonly", streams: [stream] });
   preferOpus(transceiver);
+  // Before the offer: no frame leaves this browser unprotected (frames before the key is ready are dropped).
+  const e2eeHeaders = e2eeBox.checked ? await protectSender(transceiver.sender) : {};
   pc.addEventListener("connectionstatechange", () => {
-    if (pc.connectionState === "connected") setStatus("connected", `In call ${demo.callId}.`);
+    if (pc.connectionState === "connected") {
+      setStatus("connected", `In call ${demo.callId}${demo.e2ee ? " (end-to-end encrypted)" : ""}.`);
+    }
     if (pc.connectionState === "failed") setStatus("failed", "Connection failed.", true);
   });
 
@@ -77,7 +133,7 @@ async function startCall(token) {
   setStatus("offering", "Calling the worker…");
   const response = await fetch("/whip", {
     method: "POST",
-    headers: { "Content-Type": "application/sdp", Authorization: `Bearer ${token}` },
+    headers: { "Content-Type": "application/sdp", Authorization: `Bearer ${token}`, ...e2eeHeaders },
     body: sdp,
   });
   const body = await response.text();
@@ -85,7 +141,7 @@ async function startCall(token) {
   current.location = response.headers.get("Location");
   demo.callId = current.location.split("/").pop();
   await pc.setRemoteDescription({ type: "answer", sdp: body });
-  setStatus("answered", `Call ${demo.callId} answered, connecting…`);
+  setStatus("answered", `Call ${demo.callId} answered${demo.e2ee ? " (end-to-end encrypted)" : ""}, connecting…`);
   watchLive(demo.callId, token, current.abort.signal);
 }
 
@@ -103,6 +159,11 @@ async function hangUp() {
   }
   call.pc.close();
   call.stream.getTracks().forEach((t) => t.stop());
+  if (call.worker) {
+    call.worker.postMessage({ type: "stats" });
+    await new Promise((resolve) => setTimeout(resolve, 100)); // let the last stats arrive
+    call.worker.terminate();
+  }
   setStatus("ended", `Call ${demo.callId} ended.`);
 }
 
@@ -187,6 +248,8 @@ async function watchLive(callId, token, signal) {
     if (!signal.aborted) demo.liveError = String(err);
   }
 }
+
+window.converseDemoStats = e2eeStats;
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();

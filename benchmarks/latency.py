@@ -1,0 +1,194 @@
+"""Time to final for one call, short-window ASR against the padded 30 s baseline, in one run.
+
+Usage: .venv/bin/python benchmarks/latency.py [--quick] [--sequential]
+
+Every bench call (fixtures/bench: 10 calls, 107 utterances, ~458 s of audio) is replayed in real time,
+one call at a time, through the real pipeline: `worker.replay.replay_one` -> Engine (Opus decode, VAD,
+the shared ASR scheduler built by `worker.asr_setup.build_asr`, the real redactor, in-memory stores).
+Time to final = commit of the redacted transcript minus the ground-truth end of speech (benchmarks/
+common.py). Each mode runs in its own child process; by default the two children run side by side, so
+both see the same machine (each is one call on a 2-core box beside one other call) and the run takes
+~8 minutes; `--sequential` runs them one after the other (a quieter figure, twice the time).
+
+Also reported per mode: the engine's own time_to_final (from the VAD's end of voice), the corpus WER of
+the finals against the spoken text, utterances with no final, finals over silence, and CPU seconds per
+utterance. Prints human lines; the last line is one JSON object. Writes benchmarks/results/latency.json
+and latency.png (CDF of both modes); `--quick` (2 calls cut to ~15 s) writes latency_quick.*.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    MODES,
+    RESULTS,
+    bench_engine,
+    cpu_seconds,
+    last_json_line,
+    load_bench,
+    loadavg,
+    machine,
+    match,
+    percentiles,
+    pyplot,
+    replay_calls,
+    warm_up,
+    wer,
+    write_json,
+)
+
+CALLS = 10  # all bench calls: 107 utterances
+QUICK_CALLS, QUICK_SECONDS = 2, 15.0
+TARGET_P50, TARGET_P95 = 0.8, 1.2  # issue 5, one call
+
+
+async def run_mode(mode: str, quick: bool) -> dict[str, Any]:
+    """Child process: replay the calls one at a time in this ASR mode; per-utterance figures."""
+    calls = load_bench(QUICK_CALLS, QUICK_SECONDS) if quick else load_bench(CALLS)
+    async with bench_engine(mode) as engine:
+        await warm_up(engine)
+        cpu0, wall0 = cpu_seconds(), time.monotonic()
+        records = []
+        for call in calls:
+            records += await replay_calls(engine, [call], [0.0])
+        cpu, wall = cpu_seconds() - cpu0, time.monotonic() - wall0
+    utts, spurious = [], 0
+    for rec in records:
+        found, extra = match(rec)
+        utts += found
+        spurious += extra
+    return {
+        "mode": mode,
+        "ttf": [round(u.ttf, 4) for u in utts if u.ttf is not None],
+        "ttf_engine": [u.ttf_engine for u in utts if u.ttf_engine is not None],
+        "utterances": len(utts),
+        "missed": sum(u.ttf is None for u in utts),
+        "spurious_finals": spurious,
+        "finals": sum(len(r.finals) for r in records),
+        "frames_lost": sum(r.lost for r in records),
+        "failed_utterances": sum(r.failed for r in records),
+        "wer": wer(records),
+        "cpu_s": round(cpu, 2),
+        "wall_s": round(wall, 1),
+        "cpu_per_utterance_s": round(cpu / max(1, len(utts)), 4),
+    }
+
+
+def run_children(quick: bool, sequential: bool) -> dict[str, dict[str, Any]]:
+    cmd = [sys.executable, str(Path(__file__).resolve())] + (["--quick"] if quick else [])
+    procs: dict[str, subprocess.Popen[str]] = {}
+    out: dict[str, dict[str, Any]] = {}
+    for mode in MODES:
+        procs[mode] = subprocess.Popen(
+            [*cmd, "--child", mode], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        if sequential:
+            out[mode] = _collect(mode, procs[mode])
+    for mode, proc in procs.items():
+        if mode not in out:
+            out[mode] = _collect(mode, proc)
+    return out
+
+
+def _collect(mode: str, proc: subprocess.Popen[str]) -> dict[str, Any]:
+    stdout, _ = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"{mode} child failed (exit {proc.returncode})")
+    return last_json_line(stdout)
+
+
+def plot(results: dict[str, dict[str, Any]], path: Path) -> str:
+    plt = pyplot()
+    if plt is None:
+        return "matplotlib not installed: PNG skipped"
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for mode, color in (("short", "tab:blue"), ("padded", "tab:orange")):
+        xs = sorted(results[mode]["ttf"])
+        if not xs:
+            continue
+        ys = [(i + 1) / len(xs) for i in range(len(xs))]
+        s = results[mode]["stats"]
+        ax.step(xs, ys, where="post", color=color,
+                label=f"{mode}: p50 {s['p50']:.2f} s, p95 {s['p95']:.2f} s, p99 {s['p99']:.2f} s")  # fmt: skip
+    ax.axvline(TARGET_P50, color="grey", ls=":", lw=1)
+    ax.axvline(TARGET_P95, color="grey", ls="--", lw=1)
+    ax.set_xlabel("time to final (s): redacted transcript committed - end of speech")
+    ax.set_ylabel("fraction of utterances")
+    ax.set_title("One call, real-time replay, tiny.en int8: short window vs padded 30 s")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"wrote {path}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 calls cut to ~15 s: checks the script works")
+    parser.add_argument("--sequential", action="store_true", help="run the two modes one after the other")
+    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(asyncio.run(run_mode(args.child, args.quick))))
+        return
+
+    info = machine()
+    t0 = time.monotonic()
+    results = run_children(args.quick, args.sequential)
+    for r in results.values():
+        r["stats"] = percentiles(r["ttf"])
+        r["stats_engine"] = percentiles(r["ttf_engine"])
+    short, padded = results["short"]["stats"], results["padded"]["stats"]
+    for mode in MODES:
+        r, s = results[mode], results[mode]["stats"]
+        print(
+            f"{mode:6s}: {s['n']} utterances, time to final p50 {s['p50']} s, p95 {s['p95']} s, "
+            f"p99 {s['p99']} s (engine VAD-based p50 {r['stats_engine']['p50']} s); WER {r['wer']:.2%}; "
+            f"missed {r['missed']}, finals over silence {r['spurious_finals']}, frames lost {r['frames_lost']}; "
+            f"CPU {r['cpu_per_utterance_s'] * 1000:.0f} ms/utterance"
+        )
+    ok = (
+        short["p50"] is not None
+        and short["p95"] is not None
+        and short["p50"] < TARGET_P50
+        and short["p95"] < TARGET_P95
+    )
+    ratio = None
+    if short["p50"] and padded["p50"]:
+        ratio = round(padded["p50"] / short["p50"], 2)
+    print(f"short-window p50 is {ratio}x faster than padded; targets p50 < {TARGET_P50} s and "
+          f"p95 < {TARGET_P95} s: {'met' if ok else 'NOT met'}")  # fmt: skip
+    info["loadavg_at_end"] = loadavg()
+    summary = {
+        "benchmark": "latency",
+        "quick": args.quick,
+        "sequential": args.sequential,
+        "machine": info,
+        "wall_s": round(time.monotonic() - t0, 1),
+        "targets": {"p50": TARGET_P50, "p95": TARGET_P95, "met": ok},
+        "p50_ratio_padded_over_short": ratio,
+        **{
+            mode: {k: v for k, v in results[mode].items() if k not in ("ttf", "ttf_engine")}
+            for mode in MODES
+        },
+        "samples": {mode: results[mode]["ttf"] for mode in MODES},
+    }
+    name = "latency_quick" if args.quick else "latency"
+    write_json(name, summary)
+    print(plot(results, RESULTS / f"{name}.png"))
+    compact = {k: v for k, v in summary.items() if k != "samples"}
+    print(json.dumps(compact))
+
+
+if __name__ == "__main__":
+    main()
