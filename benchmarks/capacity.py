@@ -4,7 +4,9 @@ Usage: .venv/bin/python benchmarks/capacity.py [--quick]
 
 One process, one shared model (worker.asr_setup.build_asr, as `replay --concurrency` and `serve` use it).
 For each N in SWEEP, N bench calls (fixtures/bench, call i on fixture i mod 10, cut to ~SECONDS of audio)
-are replayed at once in real time through `worker.replay.replay_one` -> Engine, call i starting
+are replayed at once in real time, 20 ms Opus packets pushed into the Engine as `worker.replay.replay_one`
+pushes them (encoded beforehand, so the figures are the pod's own cost; `--encode-live` goes through
+replay_one, which also pays the sender's Opus encoding in this process), call i starting
 i * STAGGER_S / N seconds after the first (calls do not all start on the same frame). For each N: time
 to final p50/p95/p99 (commit of the redacted transcript minus the ground-truth end of speech; see
 common.py), process CPU (user+sys seconds of every thread / wall seconds, i.e. cores in use), frames lost,
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from common import (
     MODES,
     RESULTS,
     bench_engine,
@@ -66,7 +68,7 @@ class LagProbe:
             self.lags.append(time.monotonic() - t - 0.05)
 
 
-async def step(engine: Any, n: int, seconds: float) -> dict[str, Any]:
+async def step(engine: Any, n: int, seconds: float, encode_live: bool) -> dict[str, Any]:
     bench = load_bench(seconds=seconds)
     calls = [bench[i % len(bench)] for i in range(n)]
     offsets = [i * STAGGER_S / n for i in range(n)]
@@ -74,7 +76,7 @@ async def step(engine: Any, n: int, seconds: float) -> dict[str, Any]:
     lag_task = asyncio.create_task(probe.run())
     cpu0, wall0 = cpu_seconds(), time.monotonic()
     try:
-        records = await replay_calls(engine, calls, offsets)
+        records = await replay_calls(engine, calls, offsets, encode_live=encode_live)
     finally:
         lag_task.cancel()
     cpu, wall = cpu_seconds() - cpu0, time.monotonic() - wall0
@@ -100,17 +102,19 @@ async def step(engine: Any, n: int, seconds: float) -> dict[str, Any]:
     }
 
 
-async def sweep(mode: str, ns: tuple[int, ...], seconds: float) -> list[dict[str, Any]]:
+async def sweep(mode: str, ns: tuple[int, ...], seconds: float, encode_live: bool) -> list[dict[str, Any]]:
     rows = []
     async with bench_engine(mode) as engine:
         await warm_up(engine)
         for n in ns:
-            row = await step(engine, n, seconds)
+            row = await step(engine, n, seconds, encode_live)
+            row["short_window_fallbacks"] = getattr(engine.asr.transcriber, "fallbacks", None)
             rows.append(row)
             print(
                 f"{mode:6s} N={n:2d}: p50 {row['p50']} s, p95 {row['p95']} s, p99 {row['p99']} s over "
-                f"{row['utterances']} utterances; CPU {row['cpu_cores']:.2f} cores; lost {row['frames_lost']} "
-                f"frames, missed {row['missed']}, loop lag p99 {row['loop_lag_p99_s']} s",
+                f"{row['utterances']} utterances; CPU {row['cpu_cores']:.2f} cores; "
+                f"lost {row['frames_lost']} frames, missed {row['missed']}, "
+                f"loop lag p99 {row['loop_lag_p99_s']} s",
                 flush=True,
             )
             if row["p95"] is None or row["p95"] > STOP_P95_S:
@@ -141,10 +145,9 @@ def plot(results: dict[str, list[dict[str, Any]]], caps: dict[str, int], path: P
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for mode, color in (("short", "tab:blue"), ("padded", "tab:orange")):
         rows = [r for r in results[mode] if r["p95"] is not None]
-        ax.plot([r["n"] for r in rows], [r["p95"] for r in rows], "o-", color=color,
-                label=f"{mode}: p95 (largest N under budget: {caps[mode]})")  # fmt: skip
-        ax.plot([r["n"] for r in rows], [r["p50"] for r in rows], ".:", color=color, alpha=0.6,
-                label=f"{mode}: p50")  # fmt: skip
+        ns = [r["n"] for r in rows]
+        ax.plot(ns, [r["p95"] for r in rows], "o-", color=color, label=f"{mode}: p95 (capacity {caps[mode]})")
+        ax.plot(ns, [r["p50"] for r in rows], ".:", color=color, alpha=0.6, label=f"{mode}: p50")
     ax.axhline(BUDGET_P95_S, color="grey", ls="--", lw=1, label=f"p95 budget {BUDGET_P95_S} s")
     ax.set_xlabel("concurrent real-time calls (one process, one shared model)")
     ax.set_ylabel("time to final (s)")
@@ -161,11 +164,15 @@ def plot(results: dict[str, list[dict[str, Any]]], caps: dict[str, int], path: P
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N = 1, 2 on ~12 s calls: checks the script")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON and PNG go")
+    parser.add_argument(
+        "--encode-live", action="store_true", help="replay via replay_one, Opus-encoding in the process"
+    )
     args = parser.parse_args()
     ns, seconds = (QUICK_SWEEP, QUICK_SECONDS) if args.quick else (SWEEP, SECONDS)
     info = machine()
     t0 = time.monotonic()
-    results = {mode: asyncio.run(sweep(mode, ns, seconds)) for mode in MODES}
+    results = {mode: asyncio.run(sweep(mode, ns, seconds, args.encode_live)) for mode in MODES}
     caps = {mode: capacity(rows) for mode, rows in results.items()}
     cpu_utt = {mode: cpu_per_utterance(rows) for mode, rows in results.items()}
     gain = round(caps["short"] / caps["padded"], 2) if caps["padded"] else None
@@ -182,9 +189,15 @@ def main() -> None:
     summary = {
         "benchmark": "capacity",
         "quick": args.quick,
+        "encode_live": args.encode_live,
         "machine": info,
-        "constants": {"seconds_per_call": seconds, "stagger_s": STAGGER_S, "budget_p95_s": BUDGET_P95_S,
-                      "stop_p95_s": STOP_P95_S, "sweep": list(ns)},  # fmt: skip
+        "constants": {
+            "seconds_per_call": seconds,
+            "stagger_s": STAGGER_S,
+            "budget_p95_s": BUDGET_P95_S,
+            "stop_p95_s": STOP_P95_S,
+            "sweep": list(ns),
+        },
         "wall_s": round(time.monotonic() - t0, 1),
         "largest_n": caps,
         "gain_largest_n_short_over_padded": gain,
@@ -195,8 +208,8 @@ def main() -> None:
         "sweeps": results,
     }
     name = "capacity_quick" if args.quick else "capacity"
-    write_json(name, summary)
-    print(plot(results, caps, RESULTS / f"{name}.png"))
+    write_json(args.out, name, summary)
+    print(plot(results, caps, args.out / f"{name}.png"))
     print(json.dumps(summary))
 
 

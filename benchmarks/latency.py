@@ -3,8 +3,9 @@
 Usage: .venv/bin/python benchmarks/latency.py [--quick] [--sequential]
 
 Every bench call (fixtures/bench: 10 calls, 107 utterances, ~458 s of audio) is replayed in real time,
-one call at a time, through the real pipeline: `worker.replay.replay_one` -> Engine (Opus decode, VAD,
-the shared ASR scheduler built by `worker.asr_setup.build_asr`, the real redactor, in-memory stores).
+one call at a time, through the real pipeline: 20 ms Opus packets pushed as `worker.replay.replay_one`
+pushes them (encoded beforehand; `--encode-live` uses replay_one itself) -> Engine (Opus decode, VAD, the
+shared ASR scheduler built by `worker.asr_setup.build_asr`, the real redactor, in-memory stores).
 Time to final = commit of the redacted transcript minus the ground-truth end of speech (benchmarks/
 common.py). Each mode runs in its own child process; by default the two children run side by side, so
 both see the same machine (each is one call on a 2-core box beside one other call) and the run takes
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from common import (
     MODES,
     RESULTS,
     bench_engine,
@@ -51,7 +52,7 @@ QUICK_CALLS, QUICK_SECONDS = 2, 15.0
 TARGET_P50, TARGET_P95 = 0.8, 1.2  # issue 5, one call
 
 
-async def run_mode(mode: str, quick: bool) -> dict[str, Any]:
+async def run_mode(mode: str, quick: bool, encode_live: bool) -> dict[str, Any]:
     """Child process: replay the calls one at a time in this ASR mode; per-utterance figures."""
     calls = load_bench(QUICK_CALLS, QUICK_SECONDS) if quick else load_bench(CALLS)
     async with bench_engine(mode) as engine:
@@ -59,8 +60,9 @@ async def run_mode(mode: str, quick: bool) -> dict[str, Any]:
         cpu0, wall0 = cpu_seconds(), time.monotonic()
         records = []
         for call in calls:
-            records += await replay_calls(engine, [call], [0.0])
+            records += await replay_calls(engine, [call], [0.0], encode_live=encode_live)
         cpu, wall = cpu_seconds() - cpu0, time.monotonic() - wall0
+        fallbacks = getattr(engine.asr.transcriber, "fallbacks", None)
     utts, spurious = [], 0
     for rec in records:
         found, extra = match(rec)
@@ -77,14 +79,16 @@ async def run_mode(mode: str, quick: bool) -> dict[str, Any]:
         "frames_lost": sum(r.lost for r in records),
         "failed_utterances": sum(r.failed for r in records),
         "wer": wer(records),
+        "short_window_fallbacks": fallbacks,
         "cpu_s": round(cpu, 2),
         "wall_s": round(wall, 1),
         "cpu_per_utterance_s": round(cpu / max(1, len(utts)), 4),
     }
 
 
-def run_children(quick: bool, sequential: bool) -> dict[str, dict[str, Any]]:
-    cmd = [sys.executable, str(Path(__file__).resolve())] + (["--quick"] if quick else [])
+def run_children(quick: bool, sequential: bool, encode_live: bool) -> dict[str, dict[str, Any]]:
+    cmd = [sys.executable, str(Path(__file__).resolve())]
+    cmd += (["--quick"] if quick else []) + (["--encode-live"] if encode_live else [])
     procs: dict[str, subprocess.Popen[str]] = {}
     out: dict[str, dict[str, Any]] = {}
     for mode in MODES:
@@ -117,8 +121,8 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> str:
             continue
         ys = [(i + 1) / len(xs) for i in range(len(xs))]
         s = results[mode]["stats"]
-        ax.step(xs, ys, where="post", color=color,
-                label=f"{mode}: p50 {s['p50']:.2f} s, p95 {s['p95']:.2f} s, p99 {s['p99']:.2f} s")  # fmt: skip
+        label = f"{mode}: p50 {s['p50']:.2f} s, p95 {s['p95']:.2f} s, p99 {s['p99']:.2f} s"
+        ax.step(xs, ys, where="post", color=color, label=label)
     ax.axvline(TARGET_P50, color="grey", ls=":", lw=1)
     ax.axvline(TARGET_P95, color="grey", ls="--", lw=1)
     ax.set_xlabel("time to final (s): redacted transcript committed - end of speech")
@@ -136,15 +140,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 calls cut to ~15 s: checks the script works")
     parser.add_argument("--sequential", action="store_true", help="run the two modes one after the other")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON and PNG go")
+    parser.add_argument(
+        "--encode-live", action="store_true", help="replay via replay_one, Opus-encoding in the process"
+    )
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(asyncio.run(run_mode(args.child, args.quick))))
+        print(json.dumps(asyncio.run(run_mode(args.child, args.quick, args.encode_live))))
         return
 
     info = machine()
     t0 = time.monotonic()
-    results = run_children(args.quick, args.sequential)
+    results = run_children(args.quick, args.sequential, args.encode_live)
     for r in results.values():
         r["stats"] = percentiles(r["ttf"])
         r["stats_engine"] = percentiles(r["ttf_engine"])
@@ -154,7 +162,8 @@ def main() -> None:
         print(
             f"{mode:6s}: {s['n']} utterances, time to final p50 {s['p50']} s, p95 {s['p95']} s, "
             f"p99 {s['p99']} s (engine VAD-based p50 {r['stats_engine']['p50']} s); WER {r['wer']:.2%}; "
-            f"missed {r['missed']}, finals over silence {r['spurious_finals']}, frames lost {r['frames_lost']}; "
+            f"missed {r['missed']}, finals over silence {r['spurious_finals']}, "
+            f"frames lost {r['frames_lost']}; "
             f"CPU {r['cpu_per_utterance_s'] * 1000:.0f} ms/utterance"
         )
     ok = (
@@ -166,26 +175,29 @@ def main() -> None:
     ratio = None
     if short["p50"] and padded["p50"]:
         ratio = round(padded["p50"] / short["p50"], 2)
-    print(f"short-window p50 is {ratio}x faster than padded; targets p50 < {TARGET_P50} s and "
-          f"p95 < {TARGET_P95} s: {'met' if ok else 'NOT met'}")  # fmt: skip
+    verdict = "met" if ok else "NOT met"
+    print(
+        f"short-window p50 is {ratio}x faster than padded; "
+        f"targets p50 < {TARGET_P50} s and p95 < {TARGET_P95} s: {verdict}"
+    )
     info["loadavg_at_end"] = loadavg()
     summary = {
         "benchmark": "latency",
         "quick": args.quick,
         "sequential": args.sequential,
+        "encode_live": args.encode_live,
         "machine": info,
         "wall_s": round(time.monotonic() - t0, 1),
         "targets": {"p50": TARGET_P50, "p95": TARGET_P95, "met": ok},
         "p50_ratio_padded_over_short": ratio,
         **{
-            mode: {k: v for k, v in results[mode].items() if k not in ("ttf", "ttf_engine")}
-            for mode in MODES
+            mode: {k: v for k, v in results[mode].items() if k not in ("ttf", "ttf_engine")} for mode in MODES
         },
         "samples": {mode: results[mode]["ttf"] for mode in MODES},
     }
     name = "latency_quick" if args.quick else "latency"
-    write_json(name, summary)
-    print(plot(results, RESULTS / f"{name}.png"))
+    write_json(args.out, name, summary)
+    print(plot(results, args.out / f"{name}.png"))
     compact = {k: v for k, v in summary.items() if k != "samples"}
     print(json.dumps(compact))
 

@@ -1,7 +1,8 @@
-"""Speech recognition: the `Transcriber` protocol, the Whisper engine, a fake, and the shared scheduler.
+"""Speech recognition: the `Transcriber` protocol, the Whisper engine, its guards and a fake.
 
-`Transcriber.transcribe` is a plain blocking call made from a worker thread; `AsrScheduler` is the only
-asyncio part. Whisper runs in one of two modes:
+`Transcriber.transcribe` is a plain blocking call made from a worker thread; the shared scheduler that
+makes those calls (`AsrScheduler`, the only asyncio part) is in `media.asr_sched` and re-exported here.
+Whisper runs in one of two modes:
 
 - short window (default): log-mel features of the utterance only, padded to a window a little longer than
   the speech (not the 30 s Whisper was trained on), encoded once and decoded greedily without timestamps.
@@ -14,34 +15,19 @@ asyncio part. Whisper runs in one of two modes:
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import dataclasses
-import os
 import re
 import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from media.asr_sched import AsrError, AsrScheduler, AsrStats, Transcriber
 from media.events import Transcript, Word
 from media.wer import normalize
-
-
-class AsrError(Exception):
-    """A transcription failed. The message carries ids and sizes, never audio or text."""
-
-
-class Transcriber(Protocol):
-    def transcribe(self, pcm16k: bytes, *, partial: bool = False) -> Transcript:
-        """Transcribe 16 kHz mono s16le PCM; blocking, called from a worker thread."""
-        ...
-
 
 EMPTY = Transcript(text="", no_speech_prob=1.0)
 
@@ -139,6 +125,40 @@ def load_model(
         return model
 
 
+class LogMel:
+    """Whisper's log-mel features (faster-whisper's `FeatureExtractor` to ~1e-6), without BLAS.
+
+    faster-whisper projects the power spectrum onto the mel bands with a dense matmul, which wakes
+    OpenBLAS's thread pool: on a 2-core pod its spinning threads took 16 ms of CPU per 3 s utterance
+    (3 ms single-threaded) and competed with the CTranslate2 workers. The mel filters are sparse (~2 bins
+    per band), so a gather and a segmented sum do the same work in plain numpy, on the calling thread."""
+
+    N_FFT, HOP = 400, 160
+
+    def __init__(self, mel_filters: np.ndarray) -> None:
+        bands, bins = np.nonzero(mel_filters)  # row-major: grouped by band, in band order
+        self._bins = bins
+        self._weights = mel_filters[bands, bins].astype(np.float32)
+        self._starts = np.searchsorted(bands, np.arange(mel_filters.shape[0]))
+        self._empty = np.setdiff1d(np.arange(mel_filters.shape[0]), bands)  # bands with no bins: zero
+        self._window = np.hanning(self.N_FFT + 1)[:-1].astype(np.float32)
+
+    def __call__(self, audio: np.ndarray) -> np.ndarray:
+        """(n_mels, frames) for float32 audio at 16 kHz: `len(audio) // 160` frames, as faster-whisper's
+        extractor gives them with its last frame dropped."""
+        half = self.N_FFT // 2
+        x = np.pad(np.pad(audio.astype(np.float32, copy=False), (0, self.HOP)), half, mode="reflect")
+        n = 1 + (len(x) - self.N_FFT) // self.HOP
+        frames = np.lib.stride_tricks.as_strided(x, (n, self.N_FFT), (self.HOP * x.strides[0], x.strides[0]))
+        spec = np.fft.rfft(frames[:-1] * self._window, axis=-1)  # the extractor drops the last frame
+        power = (spec.real * spec.real + spec.imag * spec.imag).astype(np.float32, copy=False)
+        mel = np.add.reduceat(power[:, self._bins] * self._weights, self._starts, axis=1)
+        mel[:, self._empty] = 0.0
+        log = np.log10(np.maximum(mel, 1e-10))
+        log = np.maximum(log, log.max() - 8.0)  # the floor counts the frame dropped next, as there
+        return np.ascontiguousarray(((log[:-1] + 4.0) / 4.0).T)
+
+
 class WhisperTranscriber:
     """faster-whisper/CTranslate2 `Transcriber`; see the module docstring for the two modes."""
 
@@ -151,8 +171,8 @@ class WhisperTranscriber:
         short_window: bool = True,
         compute_type: str = "int8",
         word_timestamps: bool = True,
-        pad_frames: int = 100,
-        window_step: int = 100,
+        pad_frames: int = 50,
+        window_step: int = 50,
         guards: Guards = Guards(),
     ) -> None:
         self._model = load_model(
@@ -168,6 +188,7 @@ class WhisperTranscriber:
         self._tokenizer = Tokenizer(
             self._model.hf_tokenizer, self._model.model.is_multilingual, task="transcribe", language="en"
         )
+        self._log_mel = LogMel(self._model.feature_extractor.mel_filters)
         self.last_encode_s = 0.0  # encoder seconds of the last short-window call (for benchmarks)
         self.fallbacks = 0  # short-window results re-decoded on the full window (loops, token limit)
 
@@ -213,7 +234,7 @@ class WhisperTranscriber:
         window = 3000 if full else min(3000, -(-(content + self.pad_frames) // step) * step)
         # Zero-padded features as faster-whisper pads them. (Padding the audio with silence instead, as
         # OpenAI's Whisper does, measured 2-3 WER points worse on the fixtures.)
-        features = model.feature_extractor(audio)[:, :-1]
+        features = self._log_mel(audio)
         features = np.pad(features, ((0, 0), (0, window - features.shape[-1])))
         t0 = time.perf_counter()
         encoded = model.model.encode(ctranslate2.StorageView.from_array(features[None]), to_cpu=False)
@@ -291,192 +312,17 @@ class FakeTranscriber:
         return Transcript(text=text, no_speech_prob=0.0 if text else 1.0)
 
 
-@dataclass(frozen=True, slots=True)
-class AsrStats:
-    queued_finals: int
-    queued_partials: int
-    in_flight: int
-    shed_partials: int
-    failed: int
-    completed: int
-
-
-@dataclass(slots=True, eq=False)
-class _Job:
-    call_key: str
-    pcm: bytes
-    partial: bool
-    future: asyncio.Future[Transcript | None]
-    submitted: float = dataclasses.field(default_factory=time.monotonic)
-
-
-class AsrScheduler:
-    """One per process, shared by all calls: runs a `Transcriber` on a dedicated thread pool.
-
-    Policy:
-    - Finals first: a free worker always takes the oldest queued final before any partial.
-    - Partials may use at most `workers - 1` workers (all of them when there is one), so with two or more
-      workers a final never waits for a partial to finish.
-    - Partials are shed, never queued deep: per call only the newest is kept (an older one queued is
-      replaced), none is accepted while finals are waiting, at most `max_partials` are queued in all
-      (the oldest goes). A shed partial's future resolves to None and counts in `shed_partials`.
-    - Finals are never dropped: each call may have `max_finals_per_call` finals queued or running;
-      `submit_final` beyond that waits (backpressure on that call's pipeline), so queues stay bounded.
-    """
-
-    def __init__(
-        self,
-        transcriber: Transcriber,
-        *,
-        workers: int | None = None,
-        max_finals_per_call: int = 4,
-        max_partials: int | None = None,
-    ) -> None:
-        self._transcriber = transcriber
-        self.workers = workers or os.cpu_count() or 1
-        self._partial_slots = max(1, self.workers - 1)
-        self._max_partials = max_partials if max_partials is not None else self.workers * 2
-        self._max_finals = max_finals_per_call
-        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="asr")
-        self._finals: collections.deque[_Job] = collections.deque()
-        self._partials: dict[str, _Job] = {}  # insertion order = submission order
-        self._finals_held: dict[str, int] = {}  # per call: finals queued or running (entry gone at 0)
-        self._final_waiters: dict[str, collections.deque[asyncio.Future[None]]] = {}
-        self._running: set[_Job] = set()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._closed = False
-        self._shed = self._failed = self._completed = 0
-
-    async def submit_final(self, call_key: str, pcm16k: bytes) -> Transcript:
-        """Transcribe a finished utterance. Waits for a slot when this call already has its maximum of
-        finals queued or running. Raises AsrError if the transcriber fails."""
-        if self._closed:
-            raise AsrError(f"scheduler closed (call {call_key})")
-        await self._acquire(call_key)
-        if self._closed:  # closed while this call waited for a slot
-            self._release(call_key)
-            raise AsrError(f"scheduler closed (call {call_key})")
-        job = _Job(call_key, pcm16k, False, asyncio.get_running_loop().create_future())
-        stale = self._partials.pop(call_key, None)  # the utterance it previewed has just ended
-        if stale is not None:
-            self._shed_job(stale)
-        self._finals.append(job)
-        self._pump()
-        try:
-            result = await asyncio.shield(job.future)
-        except asyncio.CancelledError:
-            if job in self._finals:  # not started: take it back; a running one finishes and is discarded
-                self._finals.remove(job)
-                job.future.cancel()
-                self._release(call_key)
-                self._pump()  # may make the scheduler idle (aclose waits for that)
-            else:  # nobody awaits it any more: retrieve its outcome so asyncio does not log it
-                job.future.add_done_callback(lambda f: None if f.cancelled() else f.exception())
-            raise
-        assert result is not None
-        return result
-
-    def submit_partial(self, call_key: str, pcm16k: bytes) -> asyncio.Future[Transcript | None] | None:
-        """Offer an interim transcript. Returns None when shed at once (load, or closed); the future
-        resolves to None if the partial is shed later (replaced by a newer one, or pushed out)."""
-        if self._closed or self._finals:
-            self._shed += 1
-            return None
-        job = _Job(call_key, pcm16k, True, asyncio.get_running_loop().create_future())
-        older = self._partials.pop(call_key, None)
-        if older is not None:
-            self._shed_job(older)
-        self._partials[call_key] = job
-        while len(self._partials) > self._max_partials:
-            self._shed_job(self._partials.pop(next(iter(self._partials))))
-        self._pump()
-        return job.future
-
-    def stats(self) -> AsrStats:
-        return AsrStats(
-            queued_finals=len(self._finals),
-            queued_partials=len(self._partials),
-            in_flight=len(self._running),
-            shed_partials=self._shed,
-            failed=self._failed,
-            completed=self._completed,
-        )
-
-    async def aclose(self) -> None:
-        """Stop taking work, shed queued partials, finish queued and running finals, stop the threads."""
-        self._closed = True
-        for job in list(self._partials.values()):
-            self._shed_job(job)
-        self._partials.clear()
-        while self._finals or self._running:
-            self._idle.clear()
-            await self._idle.wait()
-        self._executor.shutdown(wait=False)
-
-    async def _acquire(self, call_key: str) -> None:
-        while self._finals_held.get(call_key, 0) >= self._max_finals:
-            waiter = asyncio.get_running_loop().create_future()
-            waiters = self._final_waiters.setdefault(call_key, collections.deque())
-            waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if waiter in waiters:
-                    waiters.remove(waiter)
-                if not waiters:
-                    self._final_waiters.pop(call_key, None)
-        self._finals_held[call_key] = self._finals_held.get(call_key, 0) + 1
-
-    def _release(self, call_key: str) -> None:
-        held = self._finals_held.pop(call_key) - 1
-        if held:
-            self._finals_held[call_key] = held
-        for waiter in self._final_waiters.get(call_key, ()):
-            if not waiter.done():
-                waiter.set_result(None)
-                break
-
-    def _shed_job(self, job: _Job) -> None:
-        self._shed += 1
-        if not job.future.done():
-            job.future.set_result(None)
-
-    def _pump(self) -> None:
-        """Start queued jobs on free workers; runs on the loop after every submit and completion."""
-        loop = asyncio.get_running_loop()
-        while len(self._running) < self.workers:
-            if self._finals:
-                job = self._finals.popleft()
-            elif self._partials and sum(j.partial for j in self._running) < self._partial_slots:
-                job = self._partials.pop(next(iter(self._partials)))
-            else:
-                break
-            self._running.add(job)
-            work = loop.run_in_executor(self._executor, self._run, job.pcm, job.partial)
-            work.add_done_callback(lambda w, job=job: self._done(job, w))  # type: ignore[misc]
-        if not self._running and not self._finals:
-            self._idle.set()
-
-    def _run(self, pcm16k: bytes, partial: bool) -> Transcript:
-        return self._transcriber.transcribe(pcm16k, partial=partial)
-
-    def _done(self, job: _Job, work: asyncio.Future[Transcript]) -> None:
-        self._running.discard(job)
-        if not job.partial:
-            self._release(job.call_key)
-        exc = None if work.cancelled() else work.exception()
-        if work.cancelled() or exc is not None:
-            self._failed += 1
-            if not job.future.done():
-                if job.partial:
-                    job.future.set_result(None)
-                else:
-                    err = AsrError(f"transcription failed (call {job.call_key}, {len(job.pcm)} bytes)")
-                    err.__cause__ = exc
-                    job.future.set_exception(err)
-        else:
-            self._completed += 1
-            if not job.future.done():
-                job.future.set_result(work.result())
-        self._pump()
+__all__ = [
+    "EMPTY",
+    "AsrError",
+    "AsrScheduler",
+    "AsrStats",
+    "FakeTranscriber",
+    "Guards",
+    "Transcriber",
+    "WhisperTranscriber",
+    "apply_guards",
+    "is_looping",
+    "load_model",
+    "rms_dbfs",
+]

@@ -81,7 +81,9 @@ def decode_audio(path: Path) -> np.ndarray:
 def _read_meta(path: Path) -> tuple[dict[str, str], dict[str, Any]]:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    # ValueError covers JSONDecodeError, UnicodeDecodeError and integers past the digit limit;
+    # RecursionError is what deeply nested arrays/objects raise.
+    except (OSError, ValueError, RecursionError) as exc:
         raise FixtureError(f"{path.name}: invalid fixture.json ({type(exc).__name__})") from None
     if not isinstance(meta, dict):
         raise FixtureError(f"{path.name}: fixture.json must be an object")

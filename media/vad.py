@@ -38,7 +38,7 @@ class VadConfig:
     energy_floor_dbfs: float = -50.0  # quieter frames are unvoiced whatever the classifier says
     start_voiced: int = 4  # start hysteresis: this many voiced frames ...
     start_window: int = 6  # ... among the last this many
-    end_silence: float = 0.4  # hangover: seconds without voice that end an utterance
+    end_silence: float = 0.3  # hangover: seconds without voice that end an utterance (see below)
     min_speech: float = 0.25  # seconds of voiced frames an utterance needs to exist
     pre_roll: float = 0.3
     post_roll: float = 0.2  # kept after the last voiced frame (Whisper hears word endings better)

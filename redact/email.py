@@ -76,3 +76,80 @@ def find_emails(text: str) -> list[Span]:
                 break
     spans.sort(key=lambda s: s.start)
     return spans
+
+
+# Fail closed in email context. Whisper drops or mishears the "at" of a spoken address ("jan.do.example.com"
+# for "jane dot doe at example dot com", "sam.leat and blampl.com"), so after words that announce an address
+# a dotted name is one too. "email"/"e-mail"/"address" (strong): any word.word token up to the end of the
+# sentence, TLD or not ("Please email Rachel.ren..."). "send/write/forward ... to" (weak): a dotted name that
+# ends in a known TLD. Without such a cue, a dotted name without "@"/"at" is a URL and stays
+# ("portal.example.com", "example.com/billing", "www.example.org slash portal").
+_CUE_RE = re.compile(
+    r"(?<![\w-])(?:(?P<strong>e-?mail(?:ed|ing|s)?|mail|(?:e-?mail\s+)?address(?:es)?)"
+    r"|(?P<weak>send|sent|sending|write|wrote|writing|forward(?:ed|ing)?))(?![\w-])",
+    re.IGNORECASE,
+)
+_CLAUSE_END_RE = re.compile(r"[.?!](?:\s|$)|,\s+(?:and|but|so|or|then)\b", re.IGNORECASE)
+_REACH = 8  # words after a cue that may still be its address
+_DOTTED_RE = re.compile(
+    r"(?<![\w.@/-])[A-Za-z0-9][\w'-]*(?:\.[A-Za-z0-9][\w-]*)+(?![\w@-]|\.\w|/|\s+slash\b)", re.IGNORECASE
+)
+_TLD_END_RE = re.compile(rf"\.(?:{TLDS})$", re.IGNORECASE)
+_LEAD_INS = frozenset(
+    "is was are to at me it it's its is: email e-mail mail address send sent write wrote forward please"
+    " reach contact: my his her their our your".split()
+)
+_WALK_BACK = 5  # words before a dotted name that may be a misheard local part ("sam.leat and blampl.com")
+_WORD_BACK_RE = re.compile(r"(\S+)\s+$")
+CONTEXT_HINTS = ("mail", "address", "send", "sent", "writ", "wrote", "forward")
+
+
+def _walk_back(text: str, start: int, floor: int) -> int:
+    """Start of the words just before `start` that belong to the address: back to a lead-in word, the
+    cue, a sentence end or a placeholder, at most _WALK_BACK words."""
+    for _ in range(_WALK_BACK):
+        m = _WORD_BACK_RE.search(text, floor, start)
+        if m is None:
+            break
+        word = m.group(1).lower().rstrip(",")
+        if word in _LEAD_INS or word.endswith((".", "?", "!", "]")) or not word[:1].isalnum():
+            break
+        start = m.start(1)
+    return start
+
+
+_JOINED_RE = re.compile(r"[ \t]*(?:(?:at|and|@)[ \t]+)?", re.IGNORECASE)
+
+
+def merge_adjacent(text: str, spans: list[Span]) -> list[Span]:
+    """One address the ASR split ("a.miff at nampl.org", "sam.leat and blampl.com") is one placeholder."""
+    spans = sorted(spans, key=lambda s: s.start)
+    out: list[Span] = []
+    for s in spans:
+        if out and out[-1].end <= s.start and _JOINED_RE.fullmatch(text, out[-1].end, s.start):
+            out[-1] = Span(out[-1].start, s.end, "EMAIL")
+        else:
+            out.append(s)
+    return out
+
+
+def find_email_fallback(text: str, taken: list[Span]) -> list[Span]:
+    """Addresses whose "at" the ASR lost, in email context (see above); none overlap `taken`."""
+    spans: list[Span] = []
+    for cue in _CUE_RE.finditer(text):
+        stop = _CLAUSE_END_RE.search(text, cue.end())
+        end = stop.start() if stop is not None and stop.start() > cue.end() else len(text)
+        words = text[cue.end() : end].split(None, _REACH)
+        if len(words) > _REACH:  # only the first _REACH words
+            end = cue.end() + len(text[cue.end() : end]) - len(words[-1])
+        floor = cue.end()
+        for m in _DOTTED_RE.finditer(text, cue.end(), end):
+            token = m.group()
+            if cue.lastgroup == "weak" and not _TLD_END_RE.search(token):
+                continue
+            if any(s.start < m.end() and m.start() < s.end for s in (*taken, *spans)):
+                continue
+            start = _walk_back(text, m.start(), floor)
+            spans.append(Span(start, m.end(), "EMAIL"))
+            floor = m.end()
+    return spans

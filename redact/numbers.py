@@ -56,7 +56,7 @@ TENS: dict[str, str] = {
 }
 NUMBER_WORDS = frozenset([*DIGIT_WORDS, *TEENS, *TENS, "hundred", "thousand", "double", "triple"])
 
-_JOINER = frozenset(" \t-")
+_JOINER = " \t-"
 
 # A quantity, not an identifier: "20 mg", "87 years", "3 p.m.", "5 foot 4", "10 days".
 UNITS = frozenset(
@@ -142,7 +142,9 @@ def _literal(text: str, m: re.Match[str]) -> NumToken:
     elif "." in body:
         parts = body.split(".")
         # 415.555.0163 / 1.800.555.0144 are phones; 101.4 and 6.9 are measurements.
-        if len(parts) >= 3 and sum(map(len, parts)) >= 7:
+        if len(parts) == 3 and len(parts[0]) <= 2 and len(parts[1]) <= 2 and len(parts[2]) in (2, 4):
+            tok.blocked = True  # 03.04.2024: a date
+        elif len(parts) >= 3 and sum(map(len, parts)) >= 7:
             tok.digits = "".join(parts)
         else:
             tok.blocked = True
@@ -153,11 +155,6 @@ def _literal(text: str, m: re.Match[str]) -> NumToken:
     elif before.isalpha() and len(tok.digits) < 10:
         tok.blocked = True  # A1C, B12
     return tok
-
-
-def _unit_follows(text: str, end: int) -> bool:
-    m = _NEXT_WORD_RE.match(text, end)
-    return m is not None and m.group(1).lower().rstrip(".") in UNITS
 
 
 _SCAN_WORDS = sorted(
@@ -193,12 +190,21 @@ def tokenize(text: str) -> list[NumToken]:
         matches = list(_SCAN_RE.finditer(lower))
     else:
         lower, matches = text, list(_SCAN_RE_I.finditer(text))
-    k, n = 0, len(matches)
+    k, n, size = 0, len(matches), len(text)
     while k < n:
         m = matches[k]
         s, e = m.span()
         w = m.group()
-        if w[0].isdigit() or w[0] == "+":
+        if w.isdigit():  # the common case, inlined: a plain digit run
+            tok = NumToken(s, e, w, spoken=False)
+            before = text[s - 1] if s else " "
+            after = text[e] if e < size else " "
+            if before in "$£€#%" or after in "%°" or (after.isalpha() and after not in "xX"):
+                tok.blocked = True  # $45, 14th, 5mg
+            elif before.isalpha() and len(w) < 10:
+                tok.blocked = True  # A1C, B12
+            k += 1
+        elif w[0].isdigit() or w[0] == "+":
             tok = _literal(text, m)
             k += 1
         elif w == "plus":
@@ -211,7 +217,7 @@ def tokenize(text: str) -> list[NumToken]:
             if k + 1 < n:
                 nm = matches[k + 1]
                 gap = text[e : nm.start()]
-                if gap and all(c in _JOINER for c in gap):
+                if gap and not gap.strip(_JOINER):
                     nxt = nm.group().lower()
             digits, used = _spoken(w, nxt)
             if not used:
@@ -220,8 +226,10 @@ def tokenize(text: str) -> list[NumToken]:
             end = matches[k + used - 1].end()
             tok = NumToken(s, end, digits, spoken=True, lone_oh=used == 1 and w == "oh")
             k += used
-        if not tok.blocked and len(tok.digits) < 7 and _unit_follows(text, tok.end):  # "10 days"
-            tok.blocked = True
+        if not tok.blocked and len(tok.digits) < 7:  # "10 days", "20 mg": a quantity
+            nw = _NEXT_WORD_RE.match(lower, tok.end)
+            if nw is not None and nw.group(1).rstrip(".") in UNITS:
+                tok.blocked = True
         tokens.append(tok)
     return tokens
 
@@ -273,11 +281,13 @@ def group(text: str, tokens: list[NumToken] | None = None) -> list[Group]:
             pending_plus = None
         prev_end = tok.end
     for g in groups:
-        if all(t.soft for t in g.tokens):
-            g.blocked = g.soft = True  # "1,250" alone: a quantity unless the context says phone or card
-        if len(g.tokens) == 1 and g.tokens[0].lone_oh:
-            g.blocked, g.soft = True, False  # "Oh, I see" - an interjection, not a zero
+        toks = g.tokens
+        if len(toks) == 1 and toks[0].lone_oh:
+            g.blocked = True  # "Oh, I see" - an interjection, not a zero
+            continue
         before = text[max(0, g.start - 30) : g.start].rstrip(" \t#:.").rsplit(None, 1)
         if before and before[-1].lower() in PRE_BLOCK:
-            g.blocked, g.soft = True, False
+            g.blocked = True
+        elif toks[0].soft and all(t.soft for t in toks):
+            g.blocked = g.soft = True  # "1,250" alone: a quantity unless the context says phone or card
     return groups

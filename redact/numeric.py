@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from redact.card import is_card, luhn_valid
 from redact.context import Cue, cue_index, nearest_cue
+from redact.fallback import fail_closed
 from redact.numbers import Group, Link, group
 from redact.phone import EXTENSION_RE, SERVICE_CODES, is_phone
 from redact.spans import Span
@@ -102,61 +103,14 @@ def _segment(
     return spans
 
 
-def _fail_closed_label(digits: str, cue: Cue | None) -> str | None:
-    """What a digit run the shape rules rejected is, when the words before it say phone, card or SSN.
-
-    Whisper mangles digits it hears fast ("555-123-4-567", "4,10011,1011,111,..."), so in context a run
-    is redacted by length alone: a card (any run of 13 digits or more, in card or no context, and 7 or
-    more when the speaker says card), a phone (7-15 digits after a phone cue or "my number"), an SSN
-    (7 or more after "social"). Numbers labelled as another identifier stay.
-    """
-    n = len(digits)
-    if cue is Cue.OTHER_ID or n < 7:
-        return None
-    if cue is Cue.CARD:
-        return "CARD"
-    if cue is Cue.SSN:
-        return "SSN"
-    if cue is Cue.PHONE and n <= 15:
-        return "PHONE"
-    return "CARD" if n >= 13 else None
-
-
-def _fail_closed(text: str, groups: list[Group], spans: list[Span], cues: list[tuple[int, int, Cue]]) -> None:
-    """Add spans for runs of linked groups no rule took (see `_fail_closed_label`), in place."""
-    k, n = 0, len(groups)
-    while k < n:
-        g = groups[k]
-        if (g.blocked and not g.soft) or any(s.start < g.end and g.start < s.end for s in spans):
-            k += 1
-            continue
-        last = k
-        while (
-            last + 1 < n
-            and groups[last].link is Link.LOOSE
-            and not (groups[last + 1].blocked and not groups[last + 1].soft)
-            and not any(s.start < groups[last + 1].end and groups[last + 1].start < s.end for s in spans)
-        ):
-            last += 1
-        digits = "".join(x.digits for x in groups[k : last + 1])
-        # No floor at the previous entity: the second pass over redacted text must see the same cue.
-        label = _fail_closed_label(digits, nearest_cue(text, g.start, 0, cues))
-        if label is not None:
-            end = groups[last].end
-            if label == "PHONE" and (m := EXTENSION_RE.match(text, end)):
-                end = m.end()
-            spans.append(Span(g.start, end, label))
-        k = last + 1
-
-
 def find_numeric(text: str) -> list[Span]:
     """PHONE / CARD / SSN spans in `text`, in order, not overlapping."""
     groups = group(text)
-    if not groups:
+    open_digits = sum(len(g.digits) for g in groups if not g.blocked or g.soft)
+    if open_digits < 7:  # times, doses, "press 2", "room 214": no entity is this short
         return []
     cues = cue_index(text)
     spans = _segment(text, list(groups), 0, cues, split=True)
-    if any(not g.blocked or g.soft for g in groups):
-        _fail_closed(text, groups, spans, cues)
+    if fail_closed(text, groups, spans, cues):
         spans.sort(key=lambda s: s.start)
     return spans

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from redact.email import find_emails
+from redact.email import CONTEXT_HINTS, find_email_fallback, find_emails, merge_adjacent
 from redact.errors import RedactionError
 from redact.numbers import NUMBER_WORDS
 from redact.numeric import find_numeric
@@ -28,9 +28,13 @@ def _has_numeric_hint(text: str) -> bool:
     return _DIGIT_RE.search(text) is not None or not NUMBER_WORDS.isdisjoint(_WORD_RE.findall(text.lower()))
 
 
-def _has_email_hint(text: str) -> bool:
-    lowered = text.lower()
-    return "@" in text or " at " in lowered or lowered.startswith("at ")
+def _has_email_hint(lowered: str) -> bool:
+    return "@" in lowered or " at " in lowered or lowered.startswith("at ")
+
+
+def _has_email_context(lowered: str) -> bool:
+    """An address the ASR wrote without its "at" needs a dot and words that announce it."""
+    return "." in lowered and any(h in lowered for h in CONTEXT_HINTS)
 
 
 _MASK = "\x00"
@@ -79,10 +83,14 @@ def find_spans(
         found = compile_variables(variables).find(work)
         spans.extend(found)
         work = _mask(work, found)
-    if EMAIL in entities and _has_email_hint(work):
-        found = find_emails(work)
-        spans.extend(found)
-        work = _mask(work, found)
+    if EMAIL in entities:
+        lowered = work.lower()
+        found = find_emails(work) if _has_email_hint(lowered) else []
+        if _has_email_context(lowered) and (extra := find_email_fallback(work, found)):
+            found = merge_adjacent(work, found + extra)
+        if found:
+            spans.extend(found)
+            work = _mask(work, found)
     if entities & _NUMERIC and _has_numeric_hint(work):
         spans.extend(s for s in find_numeric(work) if s.label in entities)
     return spans

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_fixtures import ASR_RATE, espeak, pink_noise, silence, write_opus  # noqa: E402
+from make_fixtures import ASR_RATE, espeak, pink_noise, silence, write_opus
 
 CALLS = 10
 SEED = 20240605
@@ -214,7 +214,12 @@ def make_bench(out: Path, tmp: Path) -> None:
         name = f"{c:02d}.opus"
         write_opus(out / name, pcm, ASR_RATE)
         calls.append(
-            {"file": name, "duration": round(len(pcm) / ASR_RATE, 3), "noise_floor": noisy, "utterances": utts}
+            {
+                "file": name,
+                "duration": round(len(pcm) / ASR_RATE, 3),
+                "noise_floor": noisy,
+                "utterances": utts,
+            }
         )
     manifest = {"generator": "scripts/make_bench_fixtures.py", "seed": SEED, "calls": calls}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")

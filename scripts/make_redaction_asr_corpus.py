@@ -107,8 +107,11 @@ SENTENCES: list[tuple[str, list[str], list[str]]] = [
     ("Please use card 5105 1051 0510 5100 for the copay.", ["5105105105105100"], ["copay"]),
     ("My credit card is 4242 4242 4242 4242.", ["4242424242424242"], []),
     ("The debit card is 4000 0566 5566 5556.", ["4000056655665556"], []),
-    ("My card number is four one one one, one one one one, one one one one, one one one one.",
-     ["4111111111111111"], []),
+    (
+        "My card number is four one one one, one one one one, one one one one, one one one one.",
+        ["4111111111111111"],
+        [],
+    ),
     ("The Mastercard is 2223 0031 2200 3222.", ["2223003122003222"], []),
     ("My card is 3714 496353 98431.", ["371449635398431"], []),
     ("Card number 4111111111111111, expiry 12/27.", ["4111111111111111"], []),
@@ -121,8 +124,11 @@ SENTENCES: list[tuple[str, list[str], list[str]]] = [
     ("Her social is 457-55-5462.", ["457555462"], []),
     ("My social is one two three, four five, six seven eight nine.", ["123456789"], []),
     # --- several entities ---
-    ("Call me at 555-123-4567 or email jane dot doe at example dot com.",
-     ["5551234567", "jane.doe@example.com"], []),
+    (
+        "Call me at 555-123-4567 or email jane dot doe at example dot com.",
+        ["5551234567", "jane.doe@example.com"],
+        [],
+    ),
     ("My number is 555-0142 and my card is 4111 1111 1111 1111.", ["5550142", "4111111111111111"], []),
     ("Email sam.lee@example.com or call 555-987-6543.", ["sam.lee@example.com", "5559876543"], []),
     # --- hard negatives: dates, times, dosages, prices, years, zips, rooms, service codes, IDs ---
@@ -178,7 +184,21 @@ def espeak(voice: str, wpm: int, text: str, tmp: Path) -> bytes:
     raw, out = tmp / "raw.wav", tmp / "out.wav"
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(raw), text], check=True)
     subprocess.run(
-        ["sox", "-R", "-D", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", "-e", "signed-integer", str(out)],
+        [
+            "sox",
+            "-R",
+            "-D",
+            str(raw),
+            "-r",
+            str(RATE),
+            "-c",
+            "1",
+            "-b",
+            "16",
+            "-e",
+            "signed-integer",
+            str(out),
+        ],
         check=True,
     )
     with wave.open(str(out), "rb") as w:
@@ -216,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     with args.out.open("w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps({k: row[k] for k in keys}, ensure_ascii=False) + "\n")
-    print(f"{len(rows)} lines from {len(sentences)} sentences in {time.perf_counter() - t0:.0f} s -> {args.out}")
+    print(
+        f"{len(rows)} lines from {len(sentences)} sentences in {time.perf_counter() - t0:.0f} s -> {args.out}"
+    )
     return 0
 
 

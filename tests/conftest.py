@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.servers"]
+
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:

@@ -485,3 +485,11 @@ async def test_retention_run_is_audited(api: Api) -> None:
     (run,) = await entries(api, "retention.run")
     assert run["details"]["deleted_calls"] == 1
     assert [e["resource"] for e in await entries(api, "retention.call_deleted")] == ["call:old-call"]
+
+
+async def test_a_storage_outage_answers_503_without_details(api: Api) -> None:
+    from storage.errors import StorageError
+
+    api.stores.transcripts.fail_next(1, StorageError("database /secret/path unreachable"))  # type: ignore[attr-defined]
+    resp = await api.client.get("/v1/calls", headers=api.auth(Role.OWNER))
+    assert resp.status == 503 and (await resp.json()) == {"error": "storage unavailable"}

@@ -30,7 +30,7 @@ from tests.browser_util import (
     speech_wav,
 )
 from tests.fakes_engine import FakeEngine
-from worker.e2ee import sframe_hook
+from worker.e2ee import E2eeConfig, sframe_hook
 from worker.metrics import Metrics
 from worker.webrtc import Calls, WebRtcConfig
 from worker.whip import STATIC, demo_routes, static_bearer, whip_routes
@@ -67,7 +67,7 @@ async def worker(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Worker]:
     engine, metrics = FakeEngine(), Metrics()
     async with Calls(engine, WebRtcConfig(loopback_only=True)) as calls:
         app = web.Application()
-        app.add_routes(whip_routes(calls, authorize=static_bearer(TOKEN), on_sframe=sframe_hook(metrics)))
+        app.add_routes(whip_routes(calls, authorize=static_bearer(TOKEN), on_sframe=sframe_hook(metrics, E2eeConfig(fail_first_frames=10**6))))
         app.add_routes(demo_routes())
         app.add_routes([_static("sframe.js"), _static("e2ee-worker.js")])  # as worker.http_app serves them
         runner = web.AppRunner(app)
@@ -142,7 +142,7 @@ async def test_chromium_sends_sframe_protected_audio_that_only_the_worker_opens(
     assert state["e2ee"]["ready"] is True and state["e2ee"]["errors"] == 0, state["e2ee"]
     session = worker.engine.only()
     await asyncio.wait_for(session.finished.wait(), 10)
-    print("DEBUG", [p[:24].hex() for p in worker.seam[:5]], [len(p) for p in worker.seam[:5]])
+    print("DEBUG", state["e2ee"], len(worker.seam), "".join("S" if p[0] == 0x10 else "c" for p in worker.seam))
     assert session.finishes == [("ended", "client hung up")]
     (pipeline,) = session.tracks
     seam = list(worker.seam)

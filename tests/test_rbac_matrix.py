@@ -188,6 +188,8 @@ async def test_support_agent_reaches_no_stored_transcript_or_recording(api: Api)
         e for e in await api.audit_tail(0) if e["actor"]["user_id"] == "agent" and e["outcome"] == "denied"
     ]
     assert len(denied) == len(phi_paths)
+    resources = {e["resource"] for e in denied}
+    assert {f"call/{STORED_CALL}/transcript", f"call/{STORED_CALL}/track/0/recording"} <= resources
 
 
 async def test_viewer_sees_only_analytics(api: Api) -> None:

@@ -108,19 +108,19 @@ async def test_sqlite_runs_off_the_event_loop(data_dir: Path) -> None:
 
 # schema ---------------------------------------------------------------------------------------------
 
-V2 = Migration(2, "add_note", "ALTER TABLE calls ADD COLUMN note TEXT;\n")
+V3 = Migration(3, "add_note", "ALTER TABLE calls ADD COLUMN note TEXT;\n")
 
 
-def with_v2(monkeypatch: pytest.MonkeyPatch, v2: Migration = V2) -> None:
+def with_v3(monkeypatch: pytest.MonkeyPatch, v3: Migration = V3) -> None:
     bundled = migrations.bundled_migrations()
-    monkeypatch.setattr(migrations, "bundled_migrations", lambda: [*bundled, v2])
+    monkeypatch.setattr(migrations, "bundled_migrations", lambda: [*bundled, v3])
 
 
 async def test_new_database_is_migrated_to_latest(data_dir: Path) -> None:
     stores = await open_stores(data_dir)
     await stores.close()
     with sqlite3.connect(data_dir / "converse.db") as conn:
-        assert migrations.schema_version(conn) == migrations.latest_version() == 1
+        assert migrations.schema_version(conn) == migrations.latest_version() == 2
     assert await migrate_stores(data_dir) == []  # already current
 
 
@@ -131,11 +131,11 @@ async def test_database_behind_is_refused_until_migrated(
     call = make_call()
     await stores.transcripts.create_call(call)
     await stores.close()
-    with_v2(monkeypatch)
+    with_v3(monkeypatch)
     with pytest.raises(SchemaError) as err:
         await open_stores(data_dir)
-    assert str(err.value) == "database schema is at version 1, worker needs 2; run `converse-worker migrate`"
-    assert await migrate_stores(data_dir) == [2]
+    assert str(err.value) == "database schema is at version 2, worker needs 3; run `converse-worker migrate`"
+    assert await migrate_stores(data_dir) == [3]
     stores = await open_stores(data_dir)
     assert await stores.transcripts.get_call(call.call_id) == call  # data kept across the migration
     await stores.close()
@@ -144,11 +144,11 @@ async def test_database_behind_is_refused_until_migrated(
 async def test_database_newer_than_the_worker_is_refused(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with_v2(monkeypatch)
+    with_v3(monkeypatch)
     await migrate_stores(data_dir)
     monkeypatch.undo()
     with pytest.raises(
-        SchemaError, match=r"^database schema version 2 is newer than this worker's 1; upgrade"
+        SchemaError, match=r"^database schema version 3 is newer than this worker's 2; upgrade"
     ):
         await open_stores(data_dir)
     with pytest.raises(SchemaError, match=r"newer than this worker"):
@@ -156,11 +156,11 @@ async def test_database_newer_than_the_worker_is_refused(
 
 
 async def test_edited_migration_is_refused(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with_v2(monkeypatch)
+    with_v3(monkeypatch)
     await migrate_stores(data_dir)
     monkeypatch.undo()
-    with_v2(monkeypatch, Migration(2, "add_note", "ALTER TABLE calls ADD COLUMN note2 TEXT;\n"))
-    with pytest.raises(SchemaError, match=r"^migration 0002 changed after it was applied"):
+    with_v3(monkeypatch, Migration(3, "add_note", "ALTER TABLE calls ADD COLUMN note2 TEXT;\n"))
+    with pytest.raises(SchemaError, match=r"^migration 0003 changed after it was applied"):
         await open_stores(data_dir)
 
 
@@ -168,12 +168,12 @@ async def test_failed_migration_leaves_the_database_untouched(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await (await open_stores(data_dir)).close()
-    bad = Migration(2, "broken", "CREATE TABLE half (x INTEGER);\nSELECT * FROM no_such_table;\n")
-    with_v2(monkeypatch, bad)
+    bad = Migration(3, "broken", "CREATE TABLE half (x INTEGER);\nSELECT * FROM no_such_table;\n")
+    with_v3(monkeypatch, bad)
     with pytest.raises(sqlite3.OperationalError, match=r"no such table"):
         await migrate_stores(data_dir)
     with sqlite3.connect(data_dir / "converse.db") as conn:
-        assert migrations.schema_version(conn) == 1
+        assert migrations.schema_version(conn) == 2
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'half'").fetchone() is None
 
 
@@ -199,7 +199,7 @@ def test_two_migrators_apply_each_migration_once(tmp_path: Path) -> None:
         th.start()
     for th in threads:
         th.join()
-    assert sorted(results) == [[], [], [], [1]]
+    assert sorted(results) == [[], [], [], [1, 2]]
 
 
 # deletion really erases -----------------------------------------------------------------------------
@@ -229,13 +229,6 @@ async def test_destroyed_key_and_deleted_text_leave_the_disk(data_dir: Path) -> 
 # factory and fakes ----------------------------------------------------------------------------------
 
 
-async def test_scale_out_urls_are_not_available_yet(data_dir: Path) -> None:
-    with pytest.raises(StorageError, match=r"^scale-out backend \(database_url / object_store_url\) not"):
-        await open_stores(data_dir, database_url="postgresql://localhost/x")
-    with pytest.raises(StorageError, match=r"not available yet"):
-        await open_stores(data_dir, object_store_url="s3://bucket")
-
-
 async def test_memory_store_fault_injection() -> None:
     store = MemoryTranscriptStore()
     store.fail_next(1)
@@ -258,5 +251,5 @@ async def test_key_listing_pages_through_many_tracks(data_dir: Path, monkeypatch
 
 def test_migrate_creates_an_owner_only_database(tmp_path: Path, loose_umask: object) -> None:
     db = tmp_path / "new.db"
-    assert migrations.migrate(db) == [1]
+    assert migrations.migrate(db) == [1, 2]
     assert mode(db) == 0o600

@@ -23,6 +23,14 @@ def call_id_of(request: web.Request) -> str:
         raise ApiError(400, "invalid call id: expected 1-64 of [A-Za-z0-9_-]") from None
 
 
+def call_resource(request: web.Request, suffix: str = "") -> str:
+    """`call/<id><suffix>` for the audit log (`call/-<suffix>` when the id in the path is invalid)."""
+    try:
+        return f"call/{call_id_of(request)}{suffix}"
+    except ApiError:
+        return f"call/-{suffix}"
+
+
 async def find_call(ctx: AppContext, call_id: str) -> CallInfo | None:
     """The stored call, or the engine's record of an active one, or None."""
     try:
@@ -35,7 +43,7 @@ async def find_call(ctx: AppContext, call_id: str) -> CallInfo | None:
 async def authorize_call(request: web.Request, permission: Permission, suffix: str = "") -> CallInfo:
     """Authorise `permission` on the call in the path (audited), 404 if it is missing or not the caller's
     organisation's (the same answer for both)."""
-    await precheck(request, permission, f"call{suffix}", org=None)
+    await precheck(request, permission, call_resource(request, suffix), org=None)
     ctx, call_id = ctx_of(request), call_id_of(request)
     info = await find_call(ctx, call_id)
     missing = f"no call {call_id}"

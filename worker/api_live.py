@@ -24,7 +24,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from worker.access import Permission, check
-from worker.api_calls import authorize_call, call_id_of
+from worker.api_calls import authorize_call, call_id_of, call_resource
 from worker.contracts import LiveEvent
 from worker.engine import Call
 from worker.escalations import Escalation
@@ -115,7 +115,7 @@ class _Viewers:
 
 async def live_view(request: web.Request) -> web.StreamResponse:
     p = principal_of(request)
-    await precheck(request, Permission.LIVE_VIEW_CLAIMED, "call/live", org=None)
+    await precheck(request, Permission.LIVE_VIEW_CLAIMED, call_resource(request, "/live"), org=None)
     call_id = call_id_of(request)
     call = _active(request, call_id)
     needs_claim = not check(p, Permission.READ_TRANSCRIPTS).allowed
@@ -225,7 +225,7 @@ def _parse_keys(body: dict[str, Any]) -> tuple[int, dict[int, bytes]]:
 
 async def sframe_keys(request: web.Request) -> web.Response:
     """Never logs or audits key bytes: the audit entry names the suite and the kids only."""
-    await precheck(request, Permission.CONFIGURE_SECURITY, "call/sframe-keys", org=None)
+    await precheck(request, Permission.CONFIGURE_SECURITY, call_resource(request, "/sframe-keys"), org=None)
     call_id = call_id_of(request)
     body = await read_json(request)
     try:

@@ -15,17 +15,20 @@ from fractions import Fraction
 from typing import Final
 
 import av
+import structlog
 from aiohttp import web
 
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE
 from media.opus import OpusDecoder, OpusError
 from media.recording import RecordingError, RecordingHeader, RecordingIntegrityError, read_recording
-from storage.errors import NotFoundError
+from storage.errors import KeyDestroyedError, NotFoundError, StorageError
 from storage.keys import track_key_context
 from storage.protocols import MAX_TRACKS
 from worker.access import Permission
 from worker.api_calls import authorize_call
 from worker.http_auth import ApiError, ctx_of
+
+log = structlog.get_logger("worker.api_recording")
 
 FORMATS: Final = {"ogg": "audio/ogg", "wav": "audio/wav"}
 _TIME_BASE: Final = Fraction(1, SAMPLE_RATE)
@@ -115,6 +118,11 @@ async def export_recording(request: web.Request) -> web.StreamResponse:
         contents = await asyncio.to_thread(read_recording, data, key_for)
     except RecordingError as exc:
         raise ApiError(409, f"call {cid} track {track}: {exc}") from None
+    except KeyDestroyedError:
+        raise ApiError(404, f"recording of call {cid} track {track} was deleted") from None
+    except StorageError as exc:  # the message may name the key file: logged, not answered
+        log.error("track_key_unwrap_failed", call_id=cid, track=track, error=type(exc).__name__)
+        raise ApiError(409, f"call {cid} track {track}: the track key cannot be unwrapped") from None
     frames = contents.frames
     if not contents.complete and call.status == "ended" and len(frames) < info.frames_sealed:
         raise ApiError(  # the call ended cleanly, so a short recording is tampering, not a crash

@@ -7,7 +7,7 @@ from typing import Any, Final
 Schema = dict[str, Any]
 
 
-def _ref(name: str) -> Schema:
+def ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
@@ -24,6 +24,10 @@ _COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimu
 
 SCHEMAS: Final[dict[str, Schema]] = {
     "Error": _obj({"error": _STR}, ["error"]),
+    "Health": _obj({"status": _STR}, ["status"], extra=True),
+    "Readiness": _obj(
+        {"ready": _BOOL, "reason": _STR, "active_calls": _INT}, ["ready", "reason"], extra=True
+    ),
     "Settings": _obj(
         {
             "org_id": _STR,
@@ -61,7 +65,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
         ["call_id", "status", "started_at"],
         extra=True,
     ),
-    "CallList": _obj({"calls": {"type": "array", "items": _ref("Call")}}, ["calls"]),
+    "CallList": _obj({"calls": {"type": "array", "items": ref("Call")}}, ["calls"]),
     "Track": _obj(
         {
             "track": _INT,
@@ -74,10 +78,10 @@ SCHEMAS: Final[dict[str, Schema]] = {
     ),
     "CallDetail": {
         "allOf": [
-            _ref("Call"),
+            ref("Call"),
             _obj(
                 {
-                    "tracks": {"type": "array", "items": _ref("Track")},
+                    "tracks": {"type": "array", "items": ref("Track")},
                     "utterances": _INT,
                     "redactions": _COUNTS,
                 },
@@ -91,7 +95,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
         ["track", "start", "end", "text", "committed_at"],
     ),
     "Transcript": _obj(
-        {"call_id": _STR, "status": _STR, "utterances": {"type": "array", "items": _ref("Utterance")}},
+        {"call_id": _STR, "status": _STR, "utterances": {"type": "array", "items": ref("Utterance")}},
         ["call_id", "utterances"],
     ),
     "Escalation": _obj(
@@ -104,7 +108,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
         },
         ["call_id", "state"],
     ),
-    "EscalationList": _obj({"escalations": {"type": "array", "items": _ref("Escalation")}}, ["escalations"]),
+    "EscalationList": _obj({"escalations": {"type": "array", "items": ref("Escalation")}}, ["escalations"]),
     "Analytics": _obj(
         {
             "calls": _INT,

@@ -100,7 +100,7 @@ async def put_settings(request: web.Request) -> web.Response:
 
 async def rotate_keys(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
-    kek_id, version = ctx.keys.current()
+    kek_id, version = await asyncio.to_thread(ctx.keys.current)
     await authorize(
         request,
         Permission.MANAGE_KEYS,

@@ -72,6 +72,7 @@ async def run(args: argparse.Namespace) -> int:
                         engine=engine,
                         metrics=metrics,
                     )
+                    engine.on_call_ended.append(ctx.escalations.forget)
                     app = build_app(ctx, calls)
                     runner = web.AppRunner(app, handle_signals=False, access_log=None)
                     await runner.setup()

@@ -52,7 +52,7 @@ class EngineConfig:
     flush_interval_s: float = 1.0
     speech_queue_frames: int = 500  # 10 s of audio waiting for decode/VAD, then backpressure
     utterance_queue: int = 8  # utterances waiting for ASR per track, then backpressure
-    batch_window_s: float = 0.06  # gather frames this long so decode/VAD cross to a thread in batches
+    batch_window_s: float = 0.02  # gather frames this long so decode/VAD cross to a thread in batches
     asr_timeout_s: float = 60.0  # an ASR call that hangs longer fails that utterance, not the call
     partials: bool = False  # interim transcripts for the live view (only computed while someone watches)
     record_audio: bool = True
@@ -501,6 +501,7 @@ class Engine:
         self.redactor = redactor or default_redactor()
         self.config = config or EngineConfig()
         self._calls: dict[str, Call] = {}
+        self.on_call_ended: list[Callable[[str], None]] = []  # e.g. forget the call's escalation
 
     async def start_call(
         self,
@@ -538,3 +539,5 @@ class Engine:
     def _forget(self, call: Call) -> None:
         if self._calls.pop(call.call_id, None) is not None:
             self.metrics.active_calls.dec()
+        for hook in self.on_call_ended:
+            hook(call.call_id)

@@ -29,6 +29,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from storage.audit import Actor
+from storage.errors import StorageError
 from worker.access import Permission, Principal, check
 from worker.app_context import AppContext
 from worker.identity import IdentityError
@@ -252,6 +253,9 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(exc.status, exc.reason, headers)
     except ConnectionResetError:  # the client went away: nothing to answer
         raise
+    except StorageError as exc:  # a backend outage; the message may carry paths: logged, not answered
+        log.error("api_storage_failed", route=route_name(request), error=type(exc).__name__)
+        return error_response(503, "storage unavailable", {"Retry-After": "5"})
     except Exception as exc:
         log.error("api_handler_failed", route=route_name(request), error=type(exc).__name__)
         return error_response(500, "internal error")

@@ -51,6 +51,6 @@ class Metrics:
         self.sframe_failures = Counter(
             "converse_sframe_failures", "Incoming SFrame frames rejected", ["reason"], registry=r
         )
-        self.spooled_bytes = Counter(
-            "converse_spooled_bytes", "Bytes spooled locally during a storage outage", registry=r
+        self.spooled_bytes = Gauge(
+            "converse_spooled_bytes", "Bytes spooled locally during storage outages since start", registry=r
         )

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from worker.access import PHI_PERMISSIONS, Permission
-from worker.api_schemas import SCHEMAS, Schema, _ref
+from worker.api_schemas import SCHEMAS, Schema, ref
 
 P = Permission
 JSON: Final = "application/json"
@@ -43,7 +43,7 @@ TRACK: Final = {
 
 
 def _json(schema: str, description: str) -> Schema:
-    return {"description": description, "content": {JSON: {"schema": _ref(schema)}}}
+    return {"description": description, "content": {JSON: {"schema": ref(schema)}}}
 
 
 def _op(
@@ -64,7 +64,7 @@ def _op(
     if params:
         op["parameters"] = list(params)
     if body is not None:
-        op["requestBody"] = {"required": True, "content": {JSON: {"schema": _ref(body)}}}
+        op["requestBody"] = {"required": True, "content": {JSON: {"schema": ref(body)}}}
     if not secured:
         op["security"] = []
     if permission is not None:
@@ -333,7 +333,7 @@ def _other_paths() -> dict[str, dict[str, Schema]]:
                 "operationId": "healthz",
                 "summary": "Liveness",
                 "security": [],
-                "responses": {"200": {"description": "Alive", "content": text}},
+                "responses": {"200": {"description": "Alive", "content": {JSON: {"schema": ref("Health")}}}},
             }
         },
         "/readyz": {
@@ -342,8 +342,8 @@ def _other_paths() -> dict[str, dict[str, Schema]]:
                 "summary": "Readiness (503 while draining)",
                 "security": [],
                 "responses": {
-                    "200": {"description": "Ready", "content": text},
-                    "503": {"description": "Not ready", "content": text},
+                    "200": {"description": "Ready", "content": {JSON: {"schema": ref("Readiness")}}},
+                    "503": {"description": "Not ready", "content": {JSON: {"schema": ref("Readiness")}}},
                 },
             }
         },

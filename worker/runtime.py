@@ -25,11 +25,18 @@ class Runtime:
 @asynccontextmanager
 async def open_runtime(args: argparse.Namespace) -> AsyncIterator[Runtime]:
     data_dir = Path(args.data_dir)
+    keys = LocalKeyFile(kek_path(args.kek_file))
+    scale_out = bool(args.database_url or args.object_store_url)
     stores = await open_stores(
-        data_dir, database_url=args.database_url or None, object_store_url=args.object_store_url or None
+        data_dir,
+        database_url=args.database_url or None,
+        object_store_url=args.object_store_url or None,
+        keys=keys,  # transcript text is sealed at rest on every backend
+        # A pod spools sealed writes to local disk while PostgreSQL or S3 is unreachable.
+        spool_dir=data_dir / "spool" if scale_out else None,
     )
     try:
-        yield Runtime(data_dir=data_dir, stores=stores, keys=LocalKeyFile(kek_path(args.kek_file)))
+        yield Runtime(data_dir=data_dir, stores=stores, keys=keys)
     finally:
         await stores.close()
 

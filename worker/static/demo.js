@@ -113,7 +113,8 @@ async function startCall(token) {
   const pc = new RTCPeerConnection({ iceServers: [] });
   current = { pc, stream, location: null, token, abort: new AbortController(), worker: null };
   demo.e2ee = null;
-  const transceiver = pc.addTransceiver(stream.getAudioTracks()[0], { direction: "sendonly", streams: [stream] });
+  const sender0 = pc.addTrack(stream.getAudioTracks()[0], stream);
+  const transceiver = pc.getTransceivers().find((t) => t.sender === sender0);
   preferOpus(transceiver);
   // Before the offer: no frame leaves this browser unprotected (frames before the key is ready are dropped).
   const e2eeHeaders = e2eeBox.checked ? await protectSender(transceiver.sender) : {};
