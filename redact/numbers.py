@@ -90,7 +90,6 @@ _LOOSE_RE = re.compile(
     re.IGNORECASE,
 )
 _SENTENCE_RE = re.compile(rf"\s*[.?!]\s+(?:{_FILLER}\s*[,.]*\s*)*", re.IGNORECASE)
-_NEXT_WORD_RE = re.compile(r"[ \t]*-?[ \t]*([A-Za-z][A-Za-z.']*)")
 
 
 class Link(Enum):
@@ -157,10 +156,28 @@ def _literal(text: str, m: re.Match[str]) -> NumToken:
     return tok
 
 
-_SCAN_WORDS = sorted(
-    [*DIGIT_WORDS, *TEENS, *TENS, "double", "triple", "plus", "hundred", "thousand"], key=len
+def _trie(words: list[str]) -> str:
+    """A regex alternation of `words` factored by first letter ("t(?:h(?:ree|irty|...)|...)"): the
+    engine drops a position after one character test instead of trying every word there."""
+    by_first: dict[str, list[str]] = {}
+    for w in words:
+        by_first.setdefault(w[0], []).append(w[1:])
+    parts = []
+    for first, rests in sorted(by_first.items()):
+        tails = [r for r in rests if r]
+        if not tails:
+            parts.append(re.escape(first))
+            continue
+        parts.append(re.escape(first) + "(?:" + _trie(tails) + ")" + ("?" if "" in rests else ""))
+    return "|".join(parts)
+
+
+_SCAN_WORDS = [*DIGIT_WORDS, *TEENS, *TENS, "double", "triple", "plus", "hundred", "thousand"]
+# A digit run or a number word, and (captured, for the unit check) the word right after it.
+_SCAN = (
+    r"(?:\+?\d+(?:[.,:/]\d+)*|\b(?:" + _trie(_SCAN_WORDS) + r")\b)"
+    r"(?=[ \t]*-?[ \t]*([A-Za-z][A-Za-z.']*))?"
 )
-_SCAN = r"\+?\d+(?:[.,:/]\d+)*|\b(?:" + "|".join(reversed(_SCAN_WORDS)) + r")\b"
 # Run on lower-cased text: without IGNORECASE the engine skips positions that cannot start a match.
 _SCAN_RE = re.compile(_SCAN)
 _SCAN_RE_I = re.compile(_SCAN, re.IGNORECASE)  # when lower() would change the length (rare Unicode)
@@ -204,9 +221,11 @@ def tokenize(text: str) -> list[NumToken]:
             elif before.isalpha() and len(w) < 10:
                 tok.blocked = True  # A1C, B12
             k += 1
+            last = m
         elif w[0].isdigit() or w[0] == "+":
             tok = _literal(text, m)
             k += 1
+            last = m
         elif w == "plus":
             tokens.append(NumToken(s, e, "", spoken=True, plus=True))
             k += 1
@@ -223,12 +242,12 @@ def tokenize(text: str) -> list[NumToken]:
             if not used:
                 k += 1
                 continue
-            end = matches[k + used - 1].end()
-            tok = NumToken(s, end, digits, spoken=True, lone_oh=used == 1 and w == "oh")
+            last = matches[k + used - 1]
+            tok = NumToken(s, last.end(), digits, spoken=True, lone_oh=used == 1 and w == "oh")
             k += used
         if not tok.blocked and len(tok.digits) < 7:  # "10 days", "20 mg": a quantity
-            nw = _NEXT_WORD_RE.match(lower, tok.end)
-            if nw is not None and nw.group(1).rstrip(".") in UNITS:
+            nxt_word = last.group(1)
+            if nxt_word is not None and nxt_word.lower().rstrip(".") in UNITS:
                 tok.blocked = True
         tokens.append(tok)
     return tokens

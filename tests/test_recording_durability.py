@@ -18,17 +18,23 @@ from tests.support import FIXTURES, REPO, cli_env, json_lines, run_cli
 pytestmark = pytest.mark.slow
 
 
-def _export(env: dict[str, str], call_id: str, track: int, out: Path, *, check: bool = True
-            ) -> subprocess.CompletedProcess[str]:
-    return run_cli(["export", "--call", call_id, "--track", str(track), "-o", str(out), "--json"], env,
-                   check=check)
+def _export(
+    env: dict[str, str], call_id: str, track: int, out: Path, *, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return run_cli(
+        ["export", "--call", call_id, "--track", str(track), "-o", str(out), "--json"], env, check=check
+    )
 
 
 def test_sigkill_mid_call_loses_at_most_the_last_second(tmp_path: Path) -> None:
     env = cli_env(tmp_path / "data", tmp_path / "keys" / "kek.json")
     proc = subprocess.Popen(
         [sys.executable, "-m", "worker", "replay", "--json", "--realtime", str(FIXTURES / "call_phi")],
-        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     assert proc.stdout is not None
     started = json.loads(proc.stdout.readline())

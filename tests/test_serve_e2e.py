@@ -27,7 +27,7 @@ def _finish(proc, timeout: float = 180) -> dict:  # type: ignore[no-untyped-def]
 def _get(url: str, token: str | None = None) -> tuple[int, str]:
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback test server
+        with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
@@ -84,11 +84,11 @@ def test_wrong_token_and_bad_offer_are_refused(tmp_path: Path) -> None:
             headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {TOKEN}"},
         )
         with pytest.raises(urllib.error.HTTPError) as bad:
-            urllib.request.urlopen(req, timeout=10)  # noqa: S310
+            urllib.request.urlopen(req, timeout=10)
         assert bad.value.code == 400
         req.headers["Authorization"] = "Bearer wrong-token-wrong-token"
         with pytest.raises(urllib.error.HTTPError) as unauth:
-            urllib.request.urlopen(req, timeout=10)  # noqa: S310
+            urllib.request.urlopen(req, timeout=10)
         assert unauth.value.code == 401
         assert "wrong-token" not in unauth.value.read().decode()
 

@@ -1,1 +1,3 @@
-"""Worker: configuration, CLI, HTTP app, call sessions, access control and wiring. No media or redaction logic."""
+"""Worker: configuration, CLI, HTTP app, call sessions, access control and wiring.
+
+No media or redaction logic lives here."""

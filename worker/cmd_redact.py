@@ -1,4 +1,6 @@
-"""`redact`: stdin lines -> redacted lines on stdout. A line that cannot be redacted is withheld (fail closed)."""
+"""`redact`: stdin lines -> redacted lines on stdout.
+
+A line that cannot be redacted is withheld (fail closed)."""
 
 from __future__ import annotations
 

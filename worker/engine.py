@@ -1,4 +1,4 @@
-"""The call engine: wires edges (replay, WebRTC) to the per-track pipelines. Logic lives in media/ and redact/.
+"""The call engine: wires edges (replay, WebRTC) to per-track pipelines; logic lives in media/ and redact/.
 
 Per call: one TaskGroup (owned by a supervisor task the engine tracks). Per track, three tasks:
   - the speech task: Opus decode -> 16 kHz resample -> VAD, in batches off the event loop;
@@ -285,7 +285,7 @@ class Call:
                     continue
                 try:
                     tr = await fut
-                except Exception:  # a partial is best-effort; the final is what counts
+                except Exception:  # noqa: S112 - a partial is best-effort (never logged: it holds speech)
                     continue
                 if tr is None:  # shed by the scheduler (already counted there)
                     continue
