@@ -2,13 +2,17 @@
 
 The nearest cue wins: "call the pharmacy with Rx number 555-0172" is an Rx number, "your claim is approved,
 call 555-0104" is a phone. Cues are looked for in a short window before the number, across a sentence end
-("Can you confirm the MRN for me? It's 555-0194.").
+("Can you confirm the MRN for me? It's 555-0194."). A bare "number" ("my number is") is a phone cue
+unless a label comes right before it ("card number", "claim number") or it counts ("the number of").
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from enum import Enum
+
+from redact.numbers import trie
 
 WINDOW = 80
 
@@ -59,8 +63,8 @@ _NUMBER_NOT_AFTER = frozenset([*_UNIGRAMS, *_ID_HEADS, *(b for _, b in _BIGRAMS)
 _NOT_LETTER_BEFORE, _NOT_LETTER_AFTER = r"(?<![a-z])", r"(?![a-z])"
 
 
-def _alt(words: object) -> str:
-    return "|".join(sorted(map(re.escape, words), key=len, reverse=True))  # type: ignore[call-overload]
+def _alt(words: Iterable[str]) -> str:
+    return trie(sorted(set(words)))
 
 
 # One pass over the lower-cased text finds every cue: two-word labels first (the regex takes the first

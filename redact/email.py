@@ -6,6 +6,8 @@ A span runs from the first local-part token to the top-level domain; clarifiers 
 inside, a clarifier after the TLD and sentence punctuation are outside. A spoken address needs a domain
 that ends in a known TLD and is not followed by a path ("pay online at example.com/billing" is a URL), and
 a first local-part word that is not an ordinary word of the sentence ("pay at portal.example.com").
+`find_email_fallback` fails closed where the ASR lost the "at" ("My email is jan.do.example.com"): only
+after words that announce an address, see the comment above it.
 """
 
 from __future__ import annotations

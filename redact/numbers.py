@@ -6,7 +6,10 @@ the same kind of number, so recognisers work on a normalised stream instead of o
 * `tokenize()` yields `NumToken`s: a digit run ("404", "415.555.0163", "+44") or a spoken number word
   ("oh" -> "0", "double five" -> "55", "thirty-two" -> "32", "eight hundred" -> "800"). Tokens that are
   clearly not part of an identifier (times, dates, prices, decimals, ordinals, quantities with a unit) are
-  kept but marked `blocked`, so they break a sequence instead of joining it.
+  kept but marked `blocked`, so they break a sequence instead of joining it. A run with thousands
+  separators ("4,567": Whisper's way with digits it heard as a number) is `soft`: digits when glued to
+  other groups ("555-123-4,567"), otherwise a quantity unless the context says phone or card
+  (`redact.fallback`).
 * `group()` joins tokens separated only by spaces, hyphens or parentheses into `Group`s (a speaker's
   digit group) and labels the gap to the next group: `LOOSE` (comma, "...", fillers like "um"/"sorry"),
   `SENTENCE` (". " - the ASR split one number into short sentences) or `BREAK`.
@@ -156,7 +159,7 @@ def _literal(text: str, m: re.Match[str]) -> NumToken:
     return tok
 
 
-def _trie(words: list[str]) -> str:
+def trie(words: list[str]) -> str:
     """A regex alternation of `words` factored by first letter ("t(?:h(?:ree|irty|...)|...)"): the
     engine drops a position after one character test instead of trying every word there."""
     by_first: dict[str, list[str]] = {}
@@ -168,14 +171,14 @@ def _trie(words: list[str]) -> str:
         if not tails:
             parts.append(re.escape(first))
             continue
-        parts.append(re.escape(first) + "(?:" + _trie(tails) + ")" + ("?" if "" in rests else ""))
+        parts.append(re.escape(first) + "(?:" + trie(tails) + ")" + ("?" if "" in rests else ""))
     return "|".join(parts)
 
 
 _SCAN_WORDS = [*DIGIT_WORDS, *TEENS, *TENS, "double", "triple", "plus", "hundred", "thousand"]
 # A digit run or a number word, and (captured, for the unit check) the word right after it.
 _SCAN = (
-    r"(?:\+?\d+(?:[.,:/]\d+)*|\b(?:" + _trie(_SCAN_WORDS) + r")\b)"
+    r"(?:\+?\d+(?:[.,:/]\d+)*|\b(?:" + trie(_SCAN_WORDS) + r")\b)"
     r"(?=[ \t]*-?[ \t]*([A-Za-z][A-Za-z.']*))?"
 )
 # Run on lower-cased text: without IGNORECASE the engine skips positions that cannot start a match.

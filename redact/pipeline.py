@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from redact.email import CONTEXT_HINTS, find_email_fallback, find_emails, merge_adjacent
+from redact.email import CONTEXT_HINTS, TLDS, find_email_fallback, find_emails, merge_adjacent
 from redact.errors import RedactionError
 from redact.numbers import NUMBER_WORDS
 from redact.numeric import find_numeric
@@ -28,8 +28,14 @@ def _has_numeric_hint(text: str) -> bool:
     return _DIGIT_RE.search(text) is not None or not NUMBER_WORDS.isdisjoint(_WORD_RE.findall(text.lower()))
 
 
+# A spoken address ends in ".com"/"dot com" (a known TLD); a written one has an "@".
+_TLD_HINT_RE = re.compile(rf"(?:\.|\bdot\s+)(?:{TLDS})\b")
+
+
 def _has_email_hint(lowered: str) -> bool:
-    return "@" in lowered or " at " in lowered or lowered.startswith("at ")
+    if "@" in lowered:
+        return True
+    return (" at " in lowered or lowered.startswith("at ")) and _TLD_HINT_RE.search(lowered) is not None
 
 
 def _has_email_context(lowered: str) -> bool:

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from media.fixtures import FixtureError, decode_audio, load_fixture
 from tests.fuzz.seeds import audio_seeds, mutate_bytes, tone, wav_bytes
-from tests.fuzz.support import EXAMPLES, one_line
+from tests.fuzz.support import fuzz, one_line
 
 with tempfile.TemporaryDirectory(prefix="fuzz-fixture-seeds-") as _seed_dir:
     SEEDS = audio_seeds(Path(_seed_dir))
@@ -49,9 +49,7 @@ def test_seeds_decode(scratch: Path) -> None:
         assert len(decode_audio(path)) > 0
 
 
-@settings(
-    max_examples=EXAMPLES(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@fuzz(150, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.sampled_from(sorted(SEEDS)), st.randoms(use_true_random=False), st.sampled_from(["", ".ogg"]))
 def test_mutated_audio_file(scratch: Path, suffix: str, rnd: random.Random, rename: str) -> None:
     """Truncated, bit-flipped and garbled files; `rename` also feeds FLAC/WAV bytes behind .ogg."""
@@ -60,9 +58,7 @@ def test_mutated_audio_file(scratch: Path, suffix: str, rnd: random.Random, rena
     check_load(path, names=(path.name,))
 
 
-@settings(
-    max_examples=EXAMPLES(80), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@fuzz(80, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(SUFFIXES, st.binary(max_size=600))
 def test_random_bytes_audio_file(scratch: Path, suffix: str, data: bytes) -> None:
     path = scratch / f"random{suffix}"
@@ -70,9 +66,7 @@ def test_random_bytes_audio_file(scratch: Path, suffix: str, data: bytes) -> Non
     check_load(path, names=(path.name,))
 
 
-@settings(
-    max_examples=EXAMPLES(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@fuzz(40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.sampled_from(sorted(SEEDS)), st.integers(0, 2000))
 def test_truncated_audio_file(scratch: Path, suffix: str, cut: int) -> None:
     path = scratch / f"truncated{suffix}"
@@ -80,9 +74,7 @@ def test_truncated_audio_file(scratch: Path, suffix: str, cut: int) -> None:
     check_load(path, names=(path.name,))
 
 
-@settings(
-    max_examples=EXAMPLES(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@fuzz(40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.integers(1, 8), st.sampled_from([8000, 11025, 44100, 48000, 96000]), st.integers(0, 4000))
 def test_generated_wav_shapes(scratch: Path, channels: int, rate: int, samples: int) -> None:
     path = scratch / "shape.wav"
@@ -94,7 +86,9 @@ def test_generated_wav_shapes(scratch: Path, channels: int, rate: int, samples: 
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 META = st.one_of(
@@ -113,18 +107,14 @@ def fixture_dir(scratch: Path) -> Path:
     return d
 
 
-@settings(
-    max_examples=EXAMPLES(200), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@fuzz(200, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(META)
 def test_bad_fixture_json(fixture_dir: Path, text: str) -> None:
     (fixture_dir / "fixture.json").write_bytes(text.encode("utf-8", "surrogatepass"))
     check_load(fixture_dir, names=("fixture.json",))
 
 
-@settings(
-    max_examples=EXAMPLES(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@fuzz(60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(META)
 def test_bad_sidecar_json(scratch: Path, text: str) -> None:
     (scratch / "side.wav").write_bytes(SEEDS[".wav"])
@@ -137,7 +127,10 @@ def test_bad_sidecar_json(scratch: Path, text: str) -> None:
     ("text", "error"),
     [
         ("[" * 100_000, "fixture.json: invalid fixture.json (RecursionError)"),  # was RecursionError
-        ('{"expected": ' + "1" * 5000 + "}", "fixture.json: invalid fixture.json (ValueError)"),  # was ValueError
+        (
+            '{"expected": ' + "1" * 5000 + "}",
+            "fixture.json: invalid fixture.json (ValueError)",
+        ),  # was ValueError
     ],
     ids=["deep-nesting", "integer-past-digit-limit"],
 )

@@ -6,15 +6,17 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from media.opus import OpusDecoder, OpusError
 from tests.fuzz.seeds import mutate_bytes, opus_packets
-from tests.fuzz.support import EXAMPLES, one_line
+from tests.fuzz.support import fuzz, one_line
 
 PACKETS = opus_packets(10)
-MAX_PCM = 120 * 48 * 2 * 2  # RFC 6716 section 3.2.5: at most 120 ms per packet (48 kHz, s16), doubled for slack
+MAX_PCM = (
+    120 * 48 * 2 * 2
+)  # RFC 6716 section 3.2.5: at most 120 ms per packet (48 kHz, s16), doubled for slack
 DECODER = OpusDecoder()  # one decoder across examples, as one track's decoder sees a whole call
 
 
@@ -32,13 +34,13 @@ def still_decodes(decoder: OpusDecoder) -> None:
     assert len(decoder.decode(PACKETS[0])) == 960 * 2
 
 
-@settings(max_examples=EXAMPLES(1500), deadline=None)
+@fuzz(1500)
 @given(st.binary(max_size=1500))
 def test_random_payload(payload: bytes) -> None:
     decode_checked(DECODER, payload)
 
 
-@settings(max_examples=EXAMPLES(1500), deadline=None)
+@fuzz(1500)
 @given(st.integers(0, 255), st.integers(0, 255), st.binary(max_size=300))
 def test_every_toc_and_frame_count_byte(toc: int, count: int, rest: bytes) -> None:
     """RFC 6716 section 3.1 TOC byte (config, stereo, code) and, for code 3, the frame-count byte with its
@@ -46,19 +48,19 @@ def test_every_toc_and_frame_count_byte(toc: int, count: int, rest: bytes) -> No
     decode_checked(DECODER, bytes((toc, count)) + rest)
 
 
-@settings(max_examples=EXAMPLES(1500), deadline=None)
+@fuzz(1500)
 @given(st.randoms(use_true_random=False))
 def test_mutated_packet(rnd: random.Random) -> None:
     decode_checked(DECODER, mutate_bytes(rnd, rnd.choice(PACKETS)))
 
 
-@settings(max_examples=EXAMPLES(30), deadline=None)
+@fuzz(30)
 @given(st.integers(1500, 70_000), st.integers(0, 255))
 def test_oversized_payload(size: int, fill: int) -> None:
     decode_checked(DECODER, bytes((0xFC,)) + bytes([fill]) * size)
 
 
-@settings(max_examples=EXAMPLES(100), deadline=None)
+@fuzz(100)
 @given(st.lists(st.binary(min_size=1, max_size=200), min_size=1, max_size=20))
 def test_decoder_survives_a_burst_of_garbage(garbage: list[bytes]) -> None:
     decoder = OpusDecoder()
@@ -88,7 +90,14 @@ def test_empty_payload_is_no_audio() -> None:
 @pytest.mark.parametrize(
     "payload",
     [b"\x03", b"\x03\x00", b"\x03\xff", b"\x03\x7f" + b"\xff" * 10, b"\x02\xff\xff", b"\x01" + b"\x00" * 3],
-    ids=["code3-no-count", "code3-zero-frames", "code3-vbr-pad-63", "code3-padding-overrun", "code2-len", "c1"],
+    ids=[
+        "code3-no-count",
+        "code3-zero-frames",
+        "code3-vbr-pad-63",
+        "code3-padding-overrun",
+        "code2-len",
+        "c1",
+    ],
 )
 def test_malformed_framing(payload: bytes) -> None:
     decode_checked(OpusDecoder(), payload)

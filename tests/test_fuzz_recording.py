@@ -6,10 +6,11 @@ Every mutation is either detected (RecordingError, one line) or, for a cut tail,
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from media.recording import (
@@ -20,7 +21,7 @@ from media.recording import (
     read_recording,
 )
 from tests.fuzz.seeds import mutate_bytes, recording_key, sealed_recording
-from tests.fuzz.support import EXAMPLES, one_line
+from tests.fuzz.support import fuzz, one_line
 
 SUITES = st.sampled_from([1, 2, 3, 4, 5])
 SEEDS = {(suite, end): sealed_recording(suite, end=end) for suite in range(1, 6) for end in (True, False)}
@@ -40,7 +41,7 @@ def read_checked(data: bytes, sealed: list[tuple[int, bytes]]) -> RecordingConte
     return out
 
 
-@settings(max_examples=EXAMPLES(600), deadline=None)
+@fuzz(600)
 @given(SUITES, st.booleans(), st.randoms(use_true_random=False))
 def test_mutated_recording_is_detected_or_incomplete(suite: int, end: bool, rnd: random.Random) -> None:
     original, _, sealed = SEEDS[(suite, end)]
@@ -54,7 +55,7 @@ def test_mutated_recording_is_detected_or_incomplete(suite: int, end: bool, rnd:
     assert out.trailing_bytes > 0 or original.startswith(data)
 
 
-@settings(max_examples=EXAMPLES(200), deadline=None)
+@fuzz(200)
 @given(SUITES, st.booleans(), st.data())
 def test_tail_truncation_is_reported_incomplete(suite: int, end: bool, data: st.DataObject) -> None:
     original, offsets, sealed = SEEDS[(suite, end)]
@@ -70,13 +71,13 @@ def test_tail_truncation_is_reported_incomplete(suite: int, end: bool, data: st.
     assert out.trailing_bytes == cut - max(o for o in offsets if o <= cut)
 
 
-@settings(max_examples=EXAMPLES(300), deadline=None)
+@fuzz(300)
 @given(SUITES, st.data())
 def test_record_level_edits_are_detected(suite: int, data: st.DataObject) -> None:
     """Remove, duplicate or swap whole records, or append bytes after END: always an integrity error."""
     original, offsets, _ = SEEDS[(suite, True)]
     head = original[: offsets[0]]
-    records = [original[a:b] for a, b in zip(offsets, offsets[1:], strict=False)]
+    records = [original[a:b] for a, b in itertools.pairwise(offsets)]
     op = data.draw(st.sampled_from(["remove", "duplicate", "swap", "after-end", "end-early"]))
     i = data.draw(st.integers(0, len(records) - 2))  # a DATA record
     if op == "remove":
@@ -95,14 +96,14 @@ def test_record_level_edits_are_detected(suite: int, data: st.DataObject) -> Non
     one_line(str(info.value))
 
 
-@settings(max_examples=EXAMPLES(500), deadline=None)
+@fuzz(500)
 @given(st.binary(max_size=300))
 def test_random_bytes(data: bytes) -> None:
     with pytest.raises(RecordingFormatError):
         read_recording(data, recording_key)
 
 
-@settings(max_examples=EXAMPLES(500), deadline=None)
+@fuzz(500)
 @given(SUITES, st.binary(max_size=300))
 def test_valid_header_then_random_records(suite: int, tail: bytes) -> None:
     original, offsets, sealed = SEEDS[(suite, True)]
@@ -110,7 +111,7 @@ def test_valid_header_then_random_records(suite: int, tail: bytes) -> None:
     assert out is None or (out.frames == [] and not out.complete)
 
 
-@settings(max_examples=EXAMPLES(300), deadline=None)
+@fuzz(300)
 @given(st.binary(min_size=4, max_size=80))
 def test_magic_then_random_header(body: bytes) -> None:
     with pytest.raises(RecordingError) as info:

@@ -1,6 +1,6 @@
 """Fuzz the SDP offer edge: `parse_offer` and `Calls.start` refuse bad offers with a one-line OfferError.
 
-Bounded for the suite (about 10 s); `scripts/fuzz.sh` runs longer (FUZZ_EXAMPLES, atheris).
+Bounded for the suite (about 10 s); `scripts/fuzz.sh` runs longer (FUZZ_SCALE, atheris).
 """
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import random
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, given
 from hypothesis import strategies as st
 
 from tests.fakes_engine import FakeEngine
 from tests.fuzz.seeds import OFFER, OFFER_LINES, SDP_TOKENS, known_offer_bugs, mutate_sdp
-from tests.fuzz.support import EXAMPLES, one_line
+from tests.fuzz.support import fuzz, one_line
 from worker.webrtc import Calls, OfferError, WebRtcConfig, loopback_only, parse_offer
 
 FAST = WebRtcConfig(loopback_only=True, teardown_timeout_s=0.1, flush_timeout_s=1.0)
@@ -39,25 +39,25 @@ def test_seed_offer_is_accepted() -> None:
     assert parse_offer(OFFER).audio_tracks == 1
 
 
-@settings(max_examples=EXAMPLES(300), deadline=None)
+@fuzz(300)
 @given(st.text(max_size=400))
 def test_parse_offer_random_text(text: str) -> None:
     check_parse(text)
 
 
-@settings(max_examples=EXAMPLES(300), deadline=None)
+@fuzz(300)
 @given(st.text(max_size=300))
 def test_parse_offer_random_text_after_version_line(text: str) -> None:
     check_parse("v=0\r\n" + text)
 
 
-@settings(max_examples=EXAMPLES(600), deadline=None)
+@fuzz(600)
 @given(st.randoms(use_true_random=False))
 def test_parse_offer_mutated(rnd: random.Random) -> None:
     check_parse(mutate_sdp(rnd, steps=4))
 
 
-@settings(max_examples=EXAMPLES(300), deadline=None)
+@fuzz(300)
 @given(st.lists(st.sampled_from(OFFER_LINES + SDP_TOKENS), max_size=40), st.sampled_from(["\r\n", "\n"]))
 def test_parse_offer_shuffled_lines(lines: list[str], eol: str) -> None:
     check_parse("v=0" + eol + eol.join(lines))
@@ -77,11 +77,7 @@ async def start_once(calls: Calls, text: str) -> None:
     await call.wait_finished(5)
 
 
-@settings(
-    max_examples=EXAMPLES(25),
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@fuzz(25, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.randoms(use_true_random=False))
 async def test_calls_start_mutated_offer_is_answered_or_refused(rnd: random.Random) -> None:
     text = mutate_sdp(rnd, steps=2)

@@ -6,14 +6,14 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from media import sframe
 from media.sframe import MAX_VALUE, MalformedHeaderError, SFrameAuthError, SFrameError
 from media.sframe_session import SFrameReceiver, SFrameSender
 from tests.fuzz.seeds import mutate_bytes
-from tests.fuzz.support import EXAMPLES, one_line
+from tests.fuzz.support import fuzz, one_line
 
 SUITES = st.sampled_from([1, 2, 3, 4, 5])
 KEY = bytes(range(16))
@@ -23,12 +23,14 @@ def non_minimal_header(kid: int, ctr: int, kid_len: int, ctr_len: int) -> bytes:
     """The same KID/CTR with extension bytes of the given lengths (0 = in the config byte)."""
     k = kid if kid_len == 0 else 0x8 | (kid_len - 1)
     c = ctr if ctr_len == 0 else 0x8 | (ctr_len - 1)
-    return bytes(((k << 4) | c,)) + (kid.to_bytes(kid_len) if kid_len else b"") + (
-        ctr.to_bytes(ctr_len) if ctr_len else b""
+    return (
+        bytes(((k << 4) | c,))
+        + (kid.to_bytes(kid_len) if kid_len else b"")
+        + (ctr.to_bytes(ctr_len) if ctr_len else b"")
     )
 
 
-@settings(max_examples=EXAMPLES(1000), deadline=None)
+@fuzz(1000)
 @given(st.binary(max_size=40))
 def test_parse_header_random_bytes(data: bytes) -> None:
     try:
@@ -42,7 +44,7 @@ def test_parse_header_random_bytes(data: bytes) -> None:
     assert sframe.parse_header(sframe.encode_header(kid, ctr))[:2] == (kid, ctr)
 
 
-@settings(max_examples=EXAMPLES(500), deadline=None)
+@fuzz(500)
 @given(SUITES, st.binary(max_size=200), st.binary(max_size=8))
 def test_unprotect_random_bytes(suite: int, data: bytes, meta: bytes) -> None:
     with pytest.raises(SFrameError) as info:  # a random frame authenticating is a 2^-32 event at worst
@@ -50,7 +52,7 @@ def test_unprotect_random_bytes(suite: int, data: bytes, meta: bytes) -> None:
     one_line(str(info.value))
 
 
-@settings(max_examples=EXAMPLES(300), deadline=None)
+@fuzz(300)
 @given(st.integers(-(2**16), 2**16), st.binary(min_size=1, max_size=60))
 def test_unprotect_unknown_suite(suite: int, data: bytes) -> None:
     if suite in sframe.SUITES:
@@ -59,7 +61,7 @@ def test_unprotect_unknown_suite(suite: int, data: bytes) -> None:
         sframe.unprotect(suite, KEY, data)
 
 
-@settings(max_examples=EXAMPLES(600), deadline=None)
+@fuzz(600)
 @given(
     SUITES,
     st.integers(0, MAX_VALUE) | st.integers(0, 9),
@@ -78,7 +80,7 @@ def test_unprotect_mutated_frame(suite: int, kid: int, ctr: int, pt: bytes, rnd:
     one_line(str(info.value))
 
 
-@settings(max_examples=EXAMPLES(400), deadline=None)
+@fuzz(400)
 @given(
     SUITES,
     st.integers(0, 7),
@@ -103,7 +105,7 @@ def test_header_field_edits_fail_authentication(
             sframe.unprotect(suite, KEY, header + frame[hlen:])
 
 
-@settings(max_examples=EXAMPLES(300), deadline=None)
+@fuzz(300)
 @given(SUITES, st.binary(max_size=60), st.integers(0, 20))
 def test_truncations_and_extensions(suite: int, pt: bytes, extra: int) -> None:
     frame = sframe.protect(suite, KEY, 3, 1000, pt)
@@ -117,7 +119,7 @@ def test_truncations_and_extensions(suite: int, pt: bytes, extra: int) -> None:
 # -- the stateful receiver ---------------------------------------------------------------------------
 
 
-@settings(max_examples=EXAMPLES(100), deadline=None)
+@fuzz(100)
 @given(SUITES, st.randoms(use_true_random=False), st.integers(1, 64))
 def test_receiver_accepts_only_sent_frames_once(suite: int, rnd: random.Random, window: int) -> None:
     """A stream of genuine, replayed, reordered, mutated and random frames for two KIDs (one unknown to
@@ -152,7 +154,7 @@ def test_receiver_accepts_only_sent_frames_once(suite: int, rnd: random.Random, 
     assert len(accepted) == len(set(accepted)), "a frame was accepted twice"
 
 
-@settings(max_examples=EXAMPLES(200), deadline=None)
+@fuzz(200)
 @given(SUITES, st.binary(max_size=60), st.floats(0, 100), st.floats(0, 100))
 def test_receiver_expired_key_is_refused(suite: int, data: bytes, now: float, grace: float) -> None:
     receiver = SFrameReceiver(suite)

@@ -162,28 +162,55 @@ def test_no_phi_survives(result: dict[str, Any]) -> None:
 
 
 def test_keep_items_survive(result: dict[str, Any]) -> None:
-    assert result["keep_total"] >= 40
+    assert result["keep_total"] >= 30
     assert result["keep_lost"] <= KEEP_TOLERANCE * result["keep_total"], (
         report(result) + "\n" + "\n".join(result["lost"])
     )
 
 
-@pytest.mark.parametrize(
-    ("asr", "expected"),
-    [
-        ("It is 555-123-4,567", "It is [PHONE]"),
-        ("My number is 555-123-4-567", "My number is [PHONE]"),
-        (
-            "My card number is 4,10011,1011,111,111,1011,111,1011,111",
-            "My card number is [CARD]",
-        ),
-        ("My email is jan.do.example.com", "My email is [EMAIL]"),
-        ("Visit example.com/billing to pay online.", "Visit example.com/billing to pay online."),
-        ("Check the portal at portal.example.com for your results.", None),
-        ("The bill came to $1,250 this month.", None),
-        ("The total was 2,400 dollars after insurance.", None),
-        ("My number is 30,305.", None),
-    ],
-)
+# Finals Whisper wrote in this corpus and beside it, and the hard negatives the fail-closed rules must leave.
+OBSERVED: list[tuple[str, str | None]] = [
+    ("It is 555-123-4,567", "It is [PHONE]"),
+    ("My number is 555-123-4-567", "My number is [PHONE]"),
+    ("My card number is 4,10011,1011,111,111,1011,111,1011,111", "My card number is [CARD]"),
+    ("The card is 5,955,955,995,955,945,444", "The card is [CARD]"),
+    ("My card is 3,714496,358,41", "My card is [CARD]"),
+    ("Call me at 415, 5500, 0163.", "Call me at [PHONE]."),
+    ("My number is 5, 5, 5, 1, 2, 3, 4, 5, 6, 7", "My number is [PHONE]"),
+    ("You can reach me at 6 1 7 5 5 5 0 108", "You can reach me at [PHONE]"),
+    ("It's 555-0-1888", "It's [PHONE]"),
+    ("Call me at 555 dash 123 dash 4567.", "Call me at [PHONE]."),
+    ("My social is 123-45-6,789", "My social is [SSN]"),
+    ("My email is jan.do.example.com", "My email is [EMAIL]"),
+    ("email the results to sam.leat and blampl.com and to me.", "email the results to [EMAIL] and to me."),
+    ("3-mail address is a.miff at nampl.org", "3-mail address is [EMAIL]"),
+    ("Send it to mark.com and then we'll not let.", "Send it to [EMAIL] and then we'll not let."),
+    ("Visit example.com/billing to pay online.", None),
+    ("Check the portal at portal.example.com for your results.", None),
+    ("My email is on file, and the portal is portal.example.com.", None),
+    ("Visit the website at www.nmpl.com for forms.", None),
+    ("My address is 42 Elm St. in Springfield.", None),
+    ("The bill came to $1,250 this month.", None),
+    ("The total was 2,400 dollars after insurance.", None),
+    ("I walked 10,000 steps today.", None),
+    ("My number is 30,305.", None),
+    ("Call me about the 1,250 bill.", None),
+    ("I called them in 2019, 2020 and 2021.", None),
+    ("The card ending in 4242 4242 was declined.", None),
+    ("Call me on 03.04.2024 please.", None),
+    ("The number of refills is 3, and the number of pills is 90.", None),
+    ("Your appointment ID is 4,410 2,231.", None),
+    ("Repeat after me: seven, four, one, nine, three, eight, two.", None),
+    ("ZIP is 30305-1234.", None),
+]
+
+
+@pytest.mark.parametrize(("asr", "expected"), OBSERVED, ids=[f"o{i:02d}" for i in range(len(OBSERVED))])
 def test_observed_asr_finals(asr: str, expected: str | None) -> None:
     assert redact_text(asr) == (asr if expected is None else expected)
+
+
+def test_idempotent_on_corpus(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        once = redact_text(row["asr_text"])
+        assert redact_text(once) == once, row["id"]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import errno
+import os
 import time
 import uuid
 from collections import deque
@@ -94,6 +96,7 @@ class _TrackState:
     arrivals: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=3000))
     seq: int = 0
     committed: int = 0
+    last_committed_at: str = ""  # committed_at never goes backwards on a track (wall-clock jumps)
     failed: int = 0
     closed: bool = False
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -111,10 +114,15 @@ class Track:
 
     async def push(self, frame: EncodedFrame) -> None:
         st = self._st
+        call = self._call
         if st.closed:
-            raise RuntimeError(f"track {st.index} of call {self._call.call_id} is closed")
+            raise RuntimeError(f"track {st.index} of call {call.call_id} is closed")
         st.received += 1
-        self._call.engine.metrics.frames_received.inc()
+        call.engine.metrics.frames_received.inc()
+        if call.storage_failure is not None:
+            # Audio can no longer be stored: count the frame lost and make the edge end the call.
+            self.count_lost(1)
+            raise RuntimeError(f"call {call.call_id}: {call.storage_failure}")
         if frame.timestamp <= st.last_ts:
             # Out-of-order or duplicate: the recording is strictly ordered, so it counts as lost.
             # (Gaps are counted by the edge, which knows each packet's duration.)
@@ -122,8 +130,13 @@ class Track:
             return
         st.last_ts = frame.timestamp
         if st.sealer is not None:
-            await st.sealer.seal(frame.timestamp, frame.payload)
-            self._call.engine.metrics.frames_sealed.inc()
+            try:
+                await st.sealer.seal(frame.timestamp, frame.payload)
+            except Exception as exc:  # e.g. ENOSPC: fail the call with a one-line reason (fault tests)
+                call.fail_storage(exc)
+                self.count_lost(1)
+                raise RuntimeError(f"call {call.call_id}: {call.storage_failure}") from None
+            call.engine.metrics.frames_sealed.inc()
         st.arrivals.append(((frame.timestamp + FRAME_SAMPLES) / SAMPLE_RATE, time.monotonic()))
         try:
             st.frames.put_nowait(frame)
@@ -161,6 +174,8 @@ class Call:
         self._finish_lock = asyncio.Lock()
         self._subscribers: set[asyncio.Queue[LiveEvent | None]] = set()
         self._summary: CallSummary | None = None
+        # The first recording-storage failure (one line, no paths): the call then ends "failed" with it.
+        self.storage_failure: str | None = None
         self._supervisor = asyncio.create_task(self._supervise(), name=f"call-{self.call_id}")
 
     def add_sframe_keys(self, suite: int, keys: Mapping[int, bytes]) -> None:
@@ -170,6 +185,15 @@ class Call:
         if state is None:
             raise ValueError(f"call {self.call_id} is not end-to-end encrypted")
         state.add_sframe_keys(suite, keys)
+
+    def fail_storage(self, exc: BaseException) -> None:
+        """Record that sealed audio could not be stored; every later `push` raises (fault tests: ENOSPC)."""
+        if self.storage_failure is None:
+            code = getattr(exc, "errno", None)
+            name = errno.errorcode.get(code, "") if isinstance(code, int) else ""
+            detail = f"{name}: {os.strerror(code)}" if name and isinstance(code, int) else type(exc).__name__
+            self.storage_failure = f"recording storage failed ({detail})"
+            log.error("recording_store_failed", error=type(exc).__name__, errno=name or None)
 
     async def wait_for_room(self, queue: asyncio.Queue[EncodedFrame | object], item: EncodedFrame) -> None:
         """Backpressure that cannot hang: if the call's pipeline died, the edge gets an error instead."""
@@ -318,7 +342,8 @@ class Call:
             eng.metrics.utterances_failed.labels("redaction").inc()
             log.error("redaction_failed", error=type(exc).__name__, start=round(utt.start, 2))
             return
-        committed_at = utc_now()
+        # Wall-clock time, so it can jump (NTP step, VM resume); clamp so it never goes backwards on a track.
+        committed_at = max(utc_now(), st.last_committed_at)
         record = UtteranceRecord(
             call_id=self.call_id,
             track=st.index,
@@ -337,6 +362,7 @@ class Call:
             log.error("transcript_store_failed", error=type(exc).__name__, seq=st.seq)
             return
         mono = time.monotonic()
+        st.last_committed_at = committed_at
         st.seq += 1
         st.committed += 1
         eng.metrics.utterances.inc()
@@ -364,9 +390,13 @@ class Call:
 
     async def _flush_task(self, st: _TrackState, sealer: TrackSealer) -> None:
         interval = self.engine.config.flush_interval_s
-        while not st.closed:
+        while not st.closed and self.storage_failure is None:
             await asyncio.sleep(interval)
-            await sealer.flush()
+            try:
+                await sealer.flush()
+            except Exception as exc:  # the store is failing: the call ends (next push raises), not the task
+                self.fail_storage(exc)
+                return
             await self.engine.transcripts.update_track_counts(
                 self.call_id,
                 st.index,
@@ -434,17 +464,38 @@ class Call:
             duration = max(duration, dur)
             n_sealed = 0
             if st.sealer is not None:
-                await st.sealer.close()
+                try:
+                    await st.sealer.close()
+                except Exception as exc:  # disk full at the end: what reached the disk stays exportable
+                    self.fail_storage(exc)
                 n_sealed = st.sealer.sealed
-            await eng.transcripts.update_track_counts(
-                self.call_id, st.index, received=st.received, sealed=n_sealed, lost=st.lost, duration_s=dur
-            )
+                if self.storage_failure is not None:
+                    # Only frames known durable count as sealed; the rest are lost (invariant 3).
+                    n_sealed = st.sealer.durable
+                    st.lost += st.sealer.sealed - n_sealed
+                    eng.metrics.frames_lost.inc(st.sealer.sealed - n_sealed)
+            try:
+                await eng.transcripts.update_track_counts(
+                    self.call_id,
+                    st.index,
+                    received=st.received,
+                    sealed=n_sealed,
+                    lost=st.lost,
+                    duration_s=dur,
+                )
+            except Exception as exc:  # the call must still end (and leave the engine) when the DB fails
+                log.error("track_counts_store_failed", error=type(exc).__name__, track=st.index)
             received += st.received
             sealed += n_sealed
             lost += st.lost
             utts += st.committed
             failed += st.failed
-        await eng.transcripts.end_call(self.call_id, utc_now(), status, reason)
+        if self.storage_failure is not None:
+            status, reason = "failed", self.storage_failure
+        try:
+            await eng.transcripts.end_call(self.call_id, utc_now(), status, reason)
+        except Exception as exc:
+            log.error("end_call_store_failed", error=type(exc).__name__)
         self._publish(None)
         eng._forget(self)
         eng.metrics.calls_total.labels(status).inc()

@@ -9,6 +9,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from worker.access import Permission, check
+from worker.admission import Admission, AdmissionConfig, admission_middleware, gauge_value
 from worker.app_context import AppContext
 from worker.e2ee import sframe_hook
 from worker.identity import IdentityError
@@ -55,12 +56,21 @@ def _static_js(name: str) -> web.RouteDef:
     return web.get(f"/{name}", handler)
 
 
-def build_app(ctx: AppContext, calls: Calls) -> web.Application:
+def build_app(ctx: AppContext, calls: Calls, admission: AdmissionConfig | None = None) -> web.Application:
     from worker.admin_api import api_routes
     from worker.http_auth import auth_middleware
     from worker.openapi import openapi_spec
 
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[auth_middleware(ctx)])
+    # Admission (load, per-IP offer and failed-auth limits) runs first, before authentication or any body.
+    gate = Admission(
+        admission or AdmissionConfig.from_env(),
+        asr_backlog=gauge_value(ctx.metrics.registry, "converse_asr_queue_depth"),
+        registry=ctx.metrics.registry,
+    )
+    app = web.Application(
+        client_max_size=MAX_REQUEST_BYTES, middlewares=[admission_middleware(gate), auth_middleware(ctx)]
+    )
+    app.cleanup_ctx.append(gate.lifecycle)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -3,6 +3,12 @@
 Key files live beside the KEK file, outside the data directory: `issuer.key` (Ed25519, signs JWTs of the
 embedded issuer) and `audit-signing.key` (Ed25519, signs audit checkpoints). TOTP enrolments live in
 `<data-dir>/users.json`, their secrets wrapped by the KEK.
+
+The audit log follows the storage backend: with a database URL (argument, else `CONVERSE_DATABASE_URL`) it is
+the scale-out `storage.audit_pg.PgAuditLog` (one chain in PostgreSQL shared by every pod, checkpoints as
+Object-Locked objects in the object store, else in `<data-dir>/audit-checkpoints.jsonl`); otherwise the
+embedded SQLite `AuditLog` in the data directory. Pods must share `audit-signing.key` (it sits beside the
+KEK file, which they share anyway) so that their checkpoints form one signed sequence.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storage.audit import Actor
+from storage.audit_pg import PgAuditLog
 from storage.audit_store import AuditLog
 from storage.keys import LocalKeyFile
 from worker.access import Principal, Role
@@ -31,7 +38,7 @@ def _scrub(text: str) -> str:
 
 @dataclass(slots=True)
 class Security:
-    audit: AuditLog
+    audit: AuditLog | PgAuditLog
     issuer: LocalIssuer
     totp: TotpStore
     authenticator: Authenticator
@@ -47,9 +54,20 @@ def open_security(
     api_token: str | None = None,
     org_id: str = "default",
     keys: LocalKeyFile | None = None,
+    database_url: str | None = None,
+    object_store_url: str | None = None,
 ) -> Security:
     key_dir = kek_file.parent
-    audit = AuditLog.in_data_dir(data_dir, key_path=key_dir / "audit-signing.key", scrub=_scrub)
+    audit_key = key_dir / "audit-signing.key"
+    database_url = database_url or os.environ.get("CONVERSE_DATABASE_URL") or None
+    audit: AuditLog | PgAuditLog
+    if database_url:
+        object_store_url = object_store_url or os.environ.get("CONVERSE_OBJECT_STORE_URL") or None
+        audit = PgAuditLog.for_urls(
+            database_url, object_store_url, data_dir=data_dir, key_path=audit_key, scrub=_scrub
+        )
+    else:
+        audit = AuditLog.in_data_dir(data_dir, key_path=audit_key, scrub=_scrub)
     issuer = LocalIssuer(key_dir / "issuer.key", issuer=LOCAL_ISSUER, audience=AUDIENCE)
     totp = TotpStore(data_dir / "users.json", key_provider=keys or LocalKeyFile(kek_file))
     issuers: dict[str, TokenVerifier] = {LOCAL_ISSUER: issuer}

@@ -22,12 +22,15 @@ _SILENCE = bytes(FRAME_SAMPLES * 2)
 class TrackSealer:
     """Seals each Opus frame under the track's own random key and appends it to the track's object."""
 
-    __slots__ = ("_sink", "_writer", "sealed")
+    __slots__ = ("_sink", "_writer", "durable", "sealed")
 
     def __init__(self, writer: RecordingWriter, sink: RecordingSink) -> None:
         self._writer = writer
         self._sink = sink
-        self.sealed = 0
+        self.sealed = 0  # records handed to the sink
+        # Records known to be on stable storage (as of the last successful flush). When the store fails
+        # (e.g. the disk fills up), frames past this count cannot be promised and are counted as lost.
+        self.durable = 0
 
     @classmethod
     async def create(
@@ -65,12 +68,18 @@ class TrackSealer:
         self.sealed += 1
 
     async def flush(self) -> None:
+        sealed = self.sealed
         await self._sink.flush()
+        self.durable = sealed
 
     async def close(self) -> None:
-        await self._sink.append(self._writer.end())
-        await self._sink.flush()
-        await self._sink.close()
+        sealed = self.sealed
+        try:
+            await self._sink.append(self._writer.end())
+            await self._sink.flush()
+            self.durable = sealed
+        finally:
+            await self._sink.close()  # releases the file even when the last write failed (disk full)
 
 
 SpeechEvent = SpeechStarted | Utterance | PartialAudio

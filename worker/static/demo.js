@@ -12,6 +12,7 @@ const ICE_GATHERING_TIMEOUT_MS = 5000;
 const SFRAME_SUITE = 4; // AES_128_GCM_SHA256_128
 const SFRAME_KID = 1;
 const E2EE_READY_TIMEOUT_MS = 5000;
+const E2EE_CHECK_AFTER_MS = 1500;
 
 // e2ee: null, or {suite, kid, ready, protected, dropped, errors} (counts from the transform worker; no key).
 const demo = { state: "idle", callId: null, error: null, events: [], e2ee: null };
@@ -56,15 +57,13 @@ function keepLoopbackCandidates(sdp) {
     .join("\r\n");
 }
 
-// Attach the SFrame protector to the sender; resolves to the WHIP headers once the key is usable.
-async function protectSender(sender) {
+// End-to-end encryption, step 1 (before the peer connection exists): a fresh key and the transform worker.
+async function prepareE2ee() {
   if (typeof RTCRtpScriptTransform === "undefined") {
     throw new Error("this browser cannot encrypt end to end (no RTCRtpScriptTransform)");
   }
   const { randomKey, toBase64Url } = await import("/sframe.js");
-  let key = toBase64Url(randomKey(16));
   const worker = new Worker("/e2ee-worker.js", { type: "module" });
-  current.worker = worker;
   demo.e2ee = { suite: SFRAME_SUITE, kid: SFRAME_KID, ready: false, protected: 0, dropped: 0, errors: 0 };
   const ready = new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("end-to-end encryption did not start")), E2EE_READY_TIMEOUT_MS);
@@ -83,18 +82,42 @@ async function protectSender(sender) {
       }
     });
   });
-  sender.transform = new RTCRtpScriptTransform(worker, { suite: SFRAME_SUITE, kid: SFRAME_KID, key });
-  await ready;
+  return { worker, key: toBase64Url(randomKey(16)), ready };
+}
+
+// Step 2, in the SAME task as addTransceiver: Chromium does not apply a transform set after an `await`
+// (the sender then sends clear frames), so nothing may be awaited between the two.
+function protectSender(sender, e2ee) {
+  sender.transform = new RTCRtpScriptTransform(e2ee.worker, { suite: SFRAME_SUITE, kid: SFRAME_KID, key: e2ee.key });
+  current.worker = e2ee.worker;
+}
+
+// Step 3: once the key is usable, the WHIP headers; the page forgets the key (the worker holds it).
+async function e2eeHeaders(e2ee) {
+  await e2ee.ready;
   const headers = {
     "Converse-SFrame-Suite": String(SFRAME_SUITE),
-    "Converse-SFrame-Keys": `${SFRAME_KID}=${key}`,
+    "Converse-SFrame-Keys": `${SFRAME_KID}=${e2ee.key}`,
   };
-  key = null; // only the transform worker and the WHIP request hold it from here
+  e2ee.key = null;
   return headers;
 }
 
-function e2eeStats() {
-  if (current?.worker) current.worker.postMessage({ type: "stats" });
+// Belt and braces: if the transform protected nothing a moment after media started, hang up.
+function checkProtection(worker) {
+  setTimeout(() => {
+    if (!current || current.worker !== worker) return;
+    const onStats = (event) => {
+      if (event.data?.type !== "stats") return;
+      worker.removeEventListener("message", onStats);
+      if (event.data.protected === 0 && current?.worker === worker) {
+        demo.error = "end-to-end encryption is not active in this browser: call ended";
+        hangUp().then(() => setStatus("failed", demo.error, true));
+      }
+    };
+    worker.addEventListener("message", onStats);
+    worker.postMessage({ type: "stats" });
+  }, E2EE_CHECK_AFTER_MS);
 }
 
 function preferOpus(transceiver) {
@@ -105,6 +128,8 @@ function preferOpus(transceiver) {
 }
 
 async function startCall(token) {
+  demo.e2ee = null;
+  const e2ee = e2eeBox.checked ? await prepareE2ee() : null;
   setStatus("starting", "Opening the microphone…");
   const stream = await navigator.mediaDevices.getUserMedia({
     audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false, channelCount: 1 },
@@ -112,15 +137,15 @@ async function startCall(token) {
   });
   const pc = new RTCPeerConnection({ iceServers: [] });
   current = { pc, stream, location: null, token, abort: new AbortController(), worker: null };
-  demo.e2ee = null;
-  const sender0 = pc.addTrack(stream.getAudioTracks()[0], stream);
-  const transceiver = pc.getTransceivers().find((t) => t.sender === sender0);
+  const transceiver = pc.addTransceiver(stream.getAudioTracks()[0], { direction: "sendonly", streams: [stream] });
+  if (e2ee) protectSender(transceiver.sender, e2ee); // no await before this line (see protectSender)
   preferOpus(transceiver);
   // Before the offer: no frame leaves this browser unprotected (frames before the key is ready are dropped).
-  const e2eeHeaders = e2eeBox.checked ? await protectSender(transceiver.sender) : {};
+  const sframeHeaders = e2ee ? await e2eeHeaders(e2ee) : {};
   pc.addEventListener("connectionstatechange", () => {
     if (pc.connectionState === "connected") {
       setStatus("connected", `In call ${demo.callId}${demo.e2ee ? " (end-to-end encrypted)" : ""}.`);
+      if (current?.worker) checkProtection(current.worker);
     }
     if (pc.connectionState === "failed") setStatus("failed", "Connection failed.", true);
   });
@@ -134,7 +159,7 @@ async function startCall(token) {
   setStatus("offering", "Calling the worker…");
   const response = await fetch("/whip", {
     method: "POST",
-    headers: { "Content-Type": "application/sdp", Authorization: `Bearer ${token}`, ...e2eeHeaders },
+    headers: { "Content-Type": "application/sdp", Authorization: `Bearer ${token}`, ...sframeHeaders },
     body: sdp,
   });
   const body = await response.text();
@@ -249,8 +274,6 @@ async function watchLive(callId, token, signal) {
     if (!signal.aborted) demo.liveError = String(err);
   }
 }
-
-window.converseDemoStats = e2eeStats;
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
