@@ -316,6 +316,18 @@ def match(rec: CallRecord) -> tuple[list[UttResult], int]:
     return out, spurious
 
 
+def wer_by_call(records: Sequence[CallRecord]) -> dict[str, list[int]]:
+    """Per call: [word errors, reference words] of its finals, joined, against its spoken text."""
+    from media.wer import edit_distance, normalize
+
+    out = {}
+    for r in records:
+        ref = normalize(" ".join(u.text for u in r.bench.truth))
+        hyp = normalize(" ".join(f["text"] for f in r.finals))
+        out[r.bench.fixture.name] = [edit_distance(ref, hyp), len(ref)]
+    return out
+
+
 def wer(records: Sequence[CallRecord]) -> float:
     """Corpus WER of each call's finals, joined, against its spoken text, joined (segmentation-proof)."""
     pairs = [

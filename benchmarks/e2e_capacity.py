@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from common import (
     RESULTS,
     ROOT,
     cpu_seconds,
@@ -89,10 +89,12 @@ WARMUP_SECONDS = 6.0
 PROBE_S = 0.1  # /healthz probe period
 RSS_S = 0.25  # VmRSS sampling period
 QUICK_SWEEP, QUICK_SECONDS, QUICK_MEDIA_N = (1, 2), 12.0, 2
-TOKEN = "e2e-capacity-bench-token-0123456789"
+TOKEN = "e2e-capacity-bench-token-0123456789"  # noqa: S105 - a throwaway token for a loopback worker
 NOISE_DBFS = -60.0
 TARGET_MEDIA_PCT, TARGET_MB = 3.0, 15.0  # issue 10: media path % of a core per call; MB per call
 CLK = os.sysconf("SC_CLK_TCK")
+_VENV_SPY = Path(sys.executable).parent / "py-spy"
+SPY = shutil.which("py-spy") or (str(_VENV_SPY) if _VENV_SPY.exists() else None)
 
 
 # -- client process -------------------------------------------------------------------------------------
@@ -142,8 +144,12 @@ def client_main() -> None:
             # loopback_only is entered once for the whole process below: run_call's own (per call) save and
             # restore of aioice's address lookup is not safe for overlapping calls in one process.
             r = await cc.run_call(spec["url"], [pcm], spec["token"], True, loopback_only=False)
-            out.update(call_id=r["call_id"], frames_sent=sum(r["frames_sent"]), server=r["server"],
-                       duration_s=r["duration_s"])  # fmt: skip
+            out.update(
+                call_id=r["call_id"],
+                frames_sent=sum(r["frames_sent"]),
+                server=r["server"],
+                duration_s=r["duration_s"],
+            )
         except Exception as exc:  # one failed call is a figure, not the end of the benchmark
             out["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
         stamps = tracks[0].stamps if tracks else []
@@ -166,8 +172,15 @@ def client_main() -> None:
     cpu0, wall0 = cpu_seconds(), time.monotonic()
     with loopback_only():
         calls = asyncio.run(run_all(start))
-    print(json.dumps({"calls": calls, "cpu_s": round(cpu_seconds() - cpu0, 3),
-                      "wall_s": round(time.monotonic() - wall0, 3)}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "calls": calls,
+                "cpu_s": round(cpu_seconds() - cpu0, 3),
+                "wall_s": round(time.monotonic() - wall0, 3),
+            }
+        )
+    )
 
 
 # -- the server ---------------------------------------------------------------------------------------------
@@ -207,9 +220,13 @@ def start_server(tmp: Path, max_calls: int) -> tuple[subprocess.Popen[str], str,
     )
     log = tmp / "serve.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "worker", "serve"], env=env, cwd=ROOT, text=True,
-        stdout=log.open("w"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [sys.executable, "-m", "worker", "serve"],
+        env=env,
+        cwd=ROOT,
+        text=True,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -234,7 +251,7 @@ def stop_server(proc: subprocess.Popen[str]) -> None:
 
 def scrape_histogram(url: str) -> dict[float, float]:
     """Cumulative bucket counts of converse_time_to_final_seconds, by upper bound."""
-    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:  # noqa: S310 - our http:// URL
         text = resp.read().decode()
     out = {}
     for line in text.splitlines():
@@ -271,16 +288,69 @@ class Sampler(threading.Thread):
         self.rtts: list[float] = []
         self.rss_kb: list[int] = []
         self.stop = threading.Event()
+        self.cpu_first: dict[int, float] = {}  # per thread (tid): CPU seconds when first seen, last seen
+        self.cpu_last: dict[int, float] = {}
+        self.names: dict[int, str] = {}
+        self.dump_at: float | None = None  # monotonic time for one `py-spy dump` (thread names)
+
+    def thread_cpu(self) -> None:
+        """Read every thread's CPU; a thread first seen after the first read started during the step."""
+        first = not self.cpu_last
+        with contextlib.suppress(OSError):
+            for tid in map(int, os.listdir(f"/proc/{self.pid}/task")):
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    cpu = proc_cpu(self.pid, tid)
+                    self.cpu_first.setdefault(tid, cpu if first else 0.0)
+                    self.cpu_last[tid] = cpu
+
+    def dump_names(self) -> None:
+        if SPY is None:
+            return
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(
+                [SPY, "dump", "--nonblocking", "-p", str(self.pid)],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            ).stdout
+            for line in out.splitlines():
+                if line.startswith("Thread ") and '"' in line:
+                    self.names[int(line.split()[1], 0)] = line.split('"')[1]
+
+    def by_role(self) -> dict[str, float]:
+        """CPU seconds per thread role over the step (threads that py-spy could not name have no Python
+        frames: native ones, e.g. CTranslate2's compute threads)."""
+        out: dict[str, float] = {}
+        for tid, last in self.cpu_last.items():
+            name = self.names.get(
+                tid, "native threads (CTranslate2 compute, ...)" if self.names else "unnamed"
+            )
+            if tid == self.pid:
+                role = "event loop (MainThread)"
+            elif "decoder" in name:
+                role = "aiortc decoder threads"
+            elif name.startswith("asyncio_"):
+                role = "default executor (to_thread: decode/resample/VAD, ...)"
+            else:
+                role = name.rstrip("0123456789").rstrip("_-")
+            out[role] = out.get(role, 0.0) + last - self.cpu_first.get(tid, last)
+        return {k: round(v, 3) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
 
     def run(self) -> None:
         conn = HTTPConnection(self.host, int(self.port), timeout=10)
-        next_rss = 0.0
+        next_rss = next_cpu = 0.0
         while not self.stop.is_set():
             t = time.monotonic()
             if t >= next_rss:
                 with contextlib.suppress(OSError):
                     self.rss_kb.append(proc_status_kb(self.pid, "VmRSS"))
                 next_rss = t + RSS_S
+            if t >= next_cpu:  # threads come and go with calls: each is read while it lives
+                self.thread_cpu()
+                next_cpu = t + 1.0
+            if self.dump_at is not None and t >= self.dump_at:
+                self.dump_at = None
+                self.dump_names()
             try:
                 conn.request("GET", "/healthz")
                 conn.getresponse().read()
@@ -320,15 +390,28 @@ def run_clients(
 ) -> tuple[list[subprocess.Popen[str]], list[dict[str, Any]]]:
     procs, specs = [], []
     for k in range(math.ceil(n / CALLS_PER_CLIENT)):
-        calls = [{"index": i, "offset": round(i * STAGGER_S / n, 3)} for i in range(n) if i % math.ceil(
-            n / CALLS_PER_CLIENT) == k]  # fmt: skip
-        spec = {"url": url, "token": TOKEN, "seconds": seconds, "media_only": media_only, "calls": calls,
-                "cpus": cpus}  # fmt: skip
+        calls = [
+            {"index": i, "offset": round(i * STAGGER_S / n, 3)}
+            for i in range(n)
+            if i % math.ceil(n / CALLS_PER_CLIENT) == k
+        ]
+        spec = {
+            "url": url,
+            "token": TOKEN,
+            "seconds": seconds,
+            "media_only": media_only,
+            "calls": calls,
+            "cpus": cpus,
+        }
         p = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--client"], cwd=ROOT, text=True,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [sys.executable, str(Path(__file__).resolve()), "--client"],
+            cwd=ROOT,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
+        )
         assert p.stdin is not None
         p.stdin.write(json.dumps(spec) + "\n")
         p.stdin.flush()
@@ -343,22 +426,47 @@ def run_clients(
 
 
 def step(
-    url: str, pid: int, tmp: Path, n: int, seconds: float, *, media_only: bool = False,
-    cpus: list[int] | None = None, rss_idle_kb: int, profile: Path | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    url: str,
+    pid: int,
+    tmp: Path,
+    n: int,
+    seconds: float,
+    *,
+    media_only: bool = False,
+    cpus: list[int] | None = None,
+    rss_idle_kb: int,
+    profile: Path | None = None,
+) -> dict[str, Any]:
     procs, _ = run_clients(url, n, seconds, media_only, cpus)
     hist0 = scrape_histogram(url)
     sampler = Sampler(url, pid)
     spy = None
-    venv_spy = Path(sys.executable).parent / "py-spy"
-    spy_bin = shutil.which("py-spy") or (str(venv_spy) if venv_spy.exists() else None)
-    if profile is not None and spy_bin:
+    if profile is not None and SPY:
+        # --gil: only the thread holding the GIL is sampled, so the shares are Python CPU (threads waiting
+        # on the GIL or a lock would otherwise show as busy); thread_cpu gives the split across threads.
         spy = subprocess.Popen(
-            [spy_bin, "record", "-p", str(pid), "-d", str(PROFILE_S), "-r", "50", "--nonblocking", "--threads",
-             "--format", "raw", "-o", str(profile.with_suffix(".txt"))],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                SPY,
+                "record",
+                "-p",
+                str(pid),
+                "-d",
+                str(PROFILE_S),
+                "-r",
+                "50",
+                "--nonblocking",
+                "--gil",
+                "--format",
+                "raw",
+                "-o",
+                str(profile.with_suffix(".txt")),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     cpu0, loop0, busy0, wall0 = proc_cpu(pid), proc_cpu(pid, pid), machine_busy_s(), time.monotonic()
+    sampler.dump_at = time.monotonic() + STAGGER_S + min(seconds / 2, 10.0)  # every call is up by then
+    sampler.thread_cpu()
     sampler.start()
     start = time.time() + 0.2
     outs = []
@@ -375,6 +483,7 @@ def step(
     cpu, loop, busy = proc_cpu(pid) - cpu0, proc_cpu(pid, pid) - loop0, machine_busy_s() - busy0
     sampler.stop.set()
     sampler.join()
+    sampler.thread_cpu()
     if spy is not None:
         spy.wait(timeout=PROFILE_S + 60)
     hist1 = scrape_histogram(url)
@@ -384,7 +493,7 @@ def step(
     ttf, missed, spurious = [], 0, 0
     for c in ok:
         fs = finals.get(c["call_id"], [])
-        for start_s, end_s, end_push in c.get("truth", []):
+        for _start, end_s, end_push in c.get("truth", []):
             hit = next((f for f in fs if f[0] - 0.05 <= end_s <= f[1] + 0.05), None)
             if hit is None:
                 missed += 1
@@ -407,8 +516,9 @@ def step(
         "missed": missed,
         "finals_over_silence": spurious,
         "ttf": percentiles(ttf),
-        "ttf_server_histogram": {f"p{round(q * 100)}": histogram_quantile(q, hist0, hist1)
-                                 for q in (0.5, 0.95, 0.99)},  # fmt: skip
+        "ttf_server_histogram": {
+            f"p{round(q * 100)}": histogram_quantile(q, hist0, hist1) for q in (0.5, 0.95, 0.99)
+        },
         "frames_sent": sum(c.get("frames_sent", 0) for c in ok),
         "frames_received": sum((c["server"] or {}).get("frames_received", 0) for c in ok),
         "frames_lost": sum((c["server"] or {}).get("frames_lost", 0) for c in ok),
@@ -417,6 +527,9 @@ def step(
         "server_cpu_cores": round(cpu / wall, 3),
         "server_cpu_pct_per_call": round(cpu / call_s * 100, 2),
         "server_loop_thread_pct_per_call": round(loop / call_s * 100, 2),
+        "server_cpu_pct_per_call_by_thread": {
+            k: round(v / call_s * 100, 2) for k, v in sampler.by_role().items()
+        },
         "rss_idle_mb": round(rss_idle_kb / 1024, 1),
         "rss_peak_mb": round(rss_peak / 1024, 1),
         "rss_per_call_mb": round((rss_peak - rss_idle_kb) / 1024 / n, 2),
@@ -453,9 +566,12 @@ def describe(r: dict[str, Any]) -> str:
 def passes(r: dict[str, Any]) -> bool:
     p95 = r["ttf"]["p95"]
     return (
-        p95 is not None and p95 < BUDGET_P95_S and r["frames_lost"] == 0 and r["calls_failed"] == 0
+        p95 is not None
+        and p95 < BUDGET_P95_S
+        and r["frames_lost"] == 0
+        and r["calls_failed"] == 0
         and r["missed"] == 0
-    )  # fmt: skip
+    )
 
 
 # -- profile summary ----------------------------------------------------------------------------------------
@@ -495,8 +611,13 @@ def plot(steps: list[dict[str, Any]], media: dict[str, Any] | None, cap: int | N
     fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(15, 4.6))
     for key, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^:")):
         a1.plot(ns, [s["ttf"][key] for s in steps], style, label=f"time to final {key} (exact)")
-    a1.plot(ns, [s["ttf_server_histogram"]["p95"] for s in steps], "x--", color="grey",
-            label="p95 from the server's histogram")  # fmt: skip
+    a1.plot(
+        ns,
+        [s["ttf_server_histogram"]["p95"] for s in steps],
+        "x--",
+        color="grey",
+        label="p95 from the server's histogram",
+    )
     a1.axhline(BUDGET_P95_S, color="r", ls="--", lw=1, label=f"budget p95 {BUDGET_P95_S} s")
     if cap:
         a1.axvline(cap, color="g", ls=":", lw=1, label=f"capacity N = {cap}")
@@ -512,8 +633,13 @@ def plot(steps: list[dict[str, Any]], media: dict[str, Any] | None, cap: int | N
     a2.plot(ns, [s["server_loop_thread_pct_per_call"] for s in steps], "s-", label="server event-loop thread")
     a2.plot(ns, [s["client_cpu_pct_per_call"] for s in steps], "^:", label="clients (aiortc senders)")
     if media:
-        a2.axhline(media["server_cpu_pct_per_call"], color="purple", ls="--", lw=1,
-                   label=f"server media path only (N={media['n']}, no ASR)")  # fmt: skip
+        a2.axhline(
+            media["server_cpu_pct_per_call"],
+            color="purple",
+            ls="--",
+            lw=1,
+            label=f"server media path only (N={media['n']}, no ASR)",
+        )
     a2.axhline(TARGET_MEDIA_PCT, color="r", ls=":", lw=1, label=f"media target {TARGET_MEDIA_PCT:g}%")
     a2.set_xlabel("concurrent WebRTC calls (N)")
     a2.set_ylabel("% of one core per call")
@@ -548,8 +674,10 @@ def main() -> None:
     if args.client:
         client_main()
         return
-    sweep, seconds, media_n = (QUICK_SWEEP, QUICK_SECONDS, QUICK_MEDIA_N) if args.quick else (
-        SWEEP, SECONDS, MEDIA_N)  # fmt: skip
+    sweep: tuple[int, ...]
+    sweep, seconds, media_n = (
+        (QUICK_SWEEP, QUICK_SECONDS, QUICK_MEDIA_N) if args.quick else (SWEEP, SECONDS, MEDIA_N)
+    )
     cpus = [int(c) for c in args.pin_clients.split(",")] if args.pin_clients else None
     name = "e2e_capacity_quick" if args.quick else "e2e_capacity"
     if args.sweep:
@@ -571,20 +699,51 @@ def main() -> None:
             c0, w0 = proc_cpu(proc.pid), time.monotonic()
             time.sleep(2.0)
             idle_cores = (proc_cpu(proc.pid) - c0) / (time.monotonic() - w0)
-            print(f"idle worker: RSS {idle_kb / 1024:.0f} MB (model loaded), {idle_cores:.3f} cores", flush=True)
+            print(
+                f"idle worker: RSS {idle_kb / 1024:.0f} MB (model loaded), {idle_cores:.3f} cores", flush=True
+            )
             for n in sweep:
                 prof = args.out / f"{name}_profile_n{n}" if args.profile and n == PROFILE_N else None
                 r = step(url, proc.pid, tmp, n, seconds, cpus=cpus, rss_idle_kb=idle_kb, profile=prof)
                 if prof is not None and prof.with_suffix(".txt").exists():
-                    profile = {"n": n, "raw": str(prof.with_suffix(".txt").relative_to(ROOT)),
-                               **summarize_profile(prof.with_suffix(".txt"))}  # fmt: skip
+                    profile = {
+                        "n": n,
+                        "raw": str(prof.with_suffix(".txt").relative_to(ROOT)),
+                        **summarize_profile(prof.with_suffix(".txt")),
+                    }
                 steps.append(r)
                 print(describe(r), flush=True)
+                print(
+                    "  server CPU by thread, % of a core per call: "
+                    + ", ".join(f"{k} {v}" for k, v in r["server_cpu_pct_per_call_by_thread"].items()),
+                    flush=True,
+                )
                 if r["calls_ok"] == 0 or (r["ttf"]["p95"] or math.inf) > STOP_P95_S:
                     print(f"p95 past {STOP_P95_S} s (or calls failed): sweep stops", flush=True)
                     break
-            media = step(url, proc.pid, tmp, media_n, seconds, media_only=True, cpus=cpus, rss_idle_kb=idle_kb)
+            prof = args.out / f"{name}_profile_media_n{media_n}" if args.profile else None
+            media = step(
+                url,
+                proc.pid,
+                tmp,
+                media_n,
+                seconds,
+                media_only=True,
+                cpus=cpus,
+                rss_idle_kb=idle_kb,
+                profile=prof,
+            )
+            if prof is not None and prof.with_suffix(".txt").exists():
+                media["profile"] = {
+                    "raw": str(prof.with_suffix(".txt").relative_to(ROOT)),
+                    **summarize_profile(prof.with_suffix(".txt")),
+                }
             print(describe(media), flush=True)
+            print(
+                "  server CPU by thread, % of a core per call: "
+                + ", ".join(f"{k} {v}" for k, v in media["server_cpu_pct_per_call_by_thread"].items()),
+                flush=True,
+            )
         finally:
             stop_server(proc)
     cap = None
@@ -603,23 +762,37 @@ def main() -> None:
         "benchmark": "e2e_capacity",
         "quick": args.quick,
         "command": " ".join(["benchmarks/e2e_capacity.py", *sys.argv[1:]]),
-        "constants": {"sweep": list(sweep), "seconds": seconds, "stagger_s": STAGGER_S,
-                      "calls_per_client": CALLS_PER_CLIENT, "budget_p95_s": BUDGET_P95_S,
-                      "stop_p95_s": STOP_P95_S, "pin_clients": cpus, "noise_dbfs": NOISE_DBFS},  # fmt: skip
+        "constants": {
+            "sweep": list(sweep),
+            "seconds": seconds,
+            "stagger_s": STAGGER_S,
+            "calls_per_client": CALLS_PER_CLIENT,
+            "budget_p95_s": BUDGET_P95_S,
+            "stop_p95_s": STOP_P95_S,
+            "pin_clients": cpus,
+            "noise_dbfs": NOISE_DBFS,
+        },
         "machine": info,
         "worker_idle": {"rss_mb": round(idle_kb / 1024, 1), "cpu_cores": round(idle_cores, 3)},
         "wall_s": round(time.monotonic() - t0, 1),
         "capacity": cap,
-        "targets": {"calls": TARGET_CALLS, "met": cap is not None and cap >= TARGET_CALLS,
-                    "media_pct_core_per_call": TARGET_MEDIA_PCT, "mb_per_call": TARGET_MB},  # fmt: skip
+        "targets": {
+            "calls": TARGET_CALLS,
+            "met": cap is not None and cap >= TARGET_CALLS,
+            "media_pct_core_per_call": TARGET_MEDIA_PCT,
+            "mb_per_call": TARGET_MB,
+        },
         "steps": steps,
         "media_only": media,
         "profile": profile,
     }
     write_json(args.out, name, summary)
     print(plot(steps, media, cap, args.out / f"{name}.png"))
-    compact = {**summary, "steps": [{k: v for k, v in s.items() if k != "ttf_samples"} for s in steps],
-               "media_only": {k: v for k, v in (media or {}).items() if k != "ttf_samples"}}  # fmt: skip
+    compact = {
+        **summary,
+        "steps": [{k: v for k, v in s.items() if k != "ttf_samples"} for s in steps],
+        "media_only": {k: v for k, v in (media or {}).items() if k != "ttf_samples"},
+    }
     print(json.dumps(compact))
 
 

@@ -35,15 +35,15 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BENCH, RESULTS, loadavg, machine, pyplot, write_json  # noqa: E402
+from common import BENCH, RESULTS, loadavg, machine, pyplot, write_json
 
-from media.fixtures import iter_frames, load_fixture  # noqa: E402
-from media.frames import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE, EncodedFrame  # noqa: E402
-from media.opus import OpusDecoder, OpusEncoder  # noqa: E402
-from media.recording import RecordingHeader, RecordingWriter  # noqa: E402
-from media.resample import Resampler48to16  # noqa: E402
-from media.sframe import CipherSuite  # noqa: E402
-from media.vad import Segmenter  # noqa: E402
+from media.fixtures import iter_frames, load_fixture
+from media.frames import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE, EncodedFrame
+from media.opus import OpusDecoder, OpusEncoder
+from media.recording import RecordingHeader, RecordingWriter
+from media.resample import Resampler48to16
+from media.sframe import CipherSuite
+from media.vad import Segmenter
 
 SECONDS, ROUNDS = 60.0, 7
 QUICK_SECONDS, QUICK_ROUNDS = 10.0, 3
@@ -64,7 +64,9 @@ def frames_of(seconds: float) -> tuple[list[bytes], list[bytes], list[bytes]]:
     return payloads, pcm48, pcm16
 
 
-def stage_runners(payloads: list[bytes], pcm48: list[bytes], pcm16: list[bytes]) -> dict[str, Callable[[], None]]:
+def stage_runners(
+    payloads: list[bytes], pcm48: list[bytes], pcm16: list[bytes]
+) -> dict[str, Callable[[], None]]:
     """One callable per stage that runs the stage over every frame with fresh state."""
 
     def decode() -> None:
@@ -148,8 +150,13 @@ def plot(r: dict[str, Any], path: Path) -> str:
     fig, ax = plt.subplots(figsize=(9, 4.2))
     bars = ax.barh(names[::-1], us[::-1], color=colors[::-1])
     for bar, v in zip(bars, us[::-1], strict=True):
-        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
-                f" {v:.1f} us = {v / (FRAME_SECONDS * 1e4):.2f}% core", va="center", fontsize=8)  # fmt: skip
+        ax.text(
+            bar.get_width(),
+            bar.get_y() + bar.get_height() / 2,
+            f" {v:.1f} us = {v / (FRAME_SECONDS * 1e4):.2f}% core",
+            va="center",
+            fontsize=8,
+        )
     ax.set_xlabel("CPU per 20 ms frame (us), best of rounds; % = share of one core per one-track call")
     ax.set_title(
         f"Media path per frame: decode+resample+VAD+seal = {r['stage_sum_us']:.0f} us "
@@ -166,7 +173,9 @@ def plot(r: dict[str, Any], path: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_SECONDS:g} s of audio, {QUICK_ROUNDS} rounds")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{QUICK_SECONDS:g} s of audio, {QUICK_ROUNDS} rounds"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON and PNG go")
     args = parser.parse_args()
     seconds, rounds = (QUICK_SECONDS, QUICK_ROUNDS) if args.quick else (SECONDS, ROUNDS)

@@ -157,7 +157,7 @@ class PgAuditLog:
         async with self._opening:
             if self._pool is None:
                 pool = await asyncpg.create_pool(
-                    self._url, min_size=1, max_size=4, command_timeout=COMMAND_TIMEOUT_S
+                    self._url, min_size=0, max_size=4, command_timeout=COMMAND_TIMEOUT_S
                 )
                 try:
                     async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
@@ -190,6 +190,15 @@ class PgAuditLog:
     def _public_keys(self) -> dict[str, Ed25519PublicKey]:
         own = self._signing_key().public_key()
         return {**self._extra_keys, key_id(own): own}
+
+    async def open(self) -> None:
+        """Connect, check the schema and the checkpoint store, and load the signing key now (`serve` calls
+        this at start, so a misconfiguration fails early and no first request pays for the setup)."""
+        async with self._conn():
+            pass
+        if isinstance(self.sink, S3CheckpointSink) and not await self.sink.object_locked():
+            log.warning("audit_checkpoints_unprotected", where=self.sink.where)
+        await asyncio.to_thread(self._signing_key)
 
     async def close(self) -> None:
         if self._closed:

@@ -63,13 +63,14 @@ def bursts(seconds: float) -> npt.NDArray[np.int16]:
     """A 440 Hz tone switched on and off every 200-400 ms: an envelope worth correlating."""
     t = np.arange(int(48000 * seconds))
     gate = ((t // 9600) % 3 != 0) & ((t // 14400) % 2 == 0)
-    return (np.sin(2 * np.pi * 440 * t / 48000) * 8000 * gate).astype(np.int16)
+    out: npt.NDArray[np.int16] = (np.sin(2 * np.pi * 440 * t / 48000) * 8000 * gate).astype(np.int16)
+    return out
 
 
-def decode_all(payloads: list[bytes]) -> tuple[npt.NDArray[np.int16], int]:
+def decode_all(payloads: list[bytes]) -> tuple[npt.NDArray[Any], int]:
     """Decode Opus payloads (left channel); returns (pcm, number of payloads libopus refused)."""
     codec = av.CodecContext.create("libopus", "r")
-    out: list[npt.NDArray[np.int16]] = []
+    out: list[npt.NDArray[Any]] = []
     errors = 0
     for p in payloads:
         try:
@@ -283,6 +284,29 @@ async def test_protected_call_reaches_the_pipeline_as_opus_and_the_wire_carries_
     assert best_correlation(envelope(pcm), envelope(sent), max_lag=100) > 0.8
 
 
+class FailingProtector(FrameProtector):
+    """Protects `ok` frames, then raises (as a CTR-exhausted sender would)."""
+
+    def __init__(self, ok: int) -> None:
+        super().__init__(4, KEY_A, 1)
+        self.ok = ok
+
+    def __call__(self, payload: bytes) -> bytes:
+        if self.protected >= self.ok:
+            raise RuntimeError("cannot protect")
+        return super().__call__(payload)
+
+
+async def test_a_payload_that_cannot_be_protected_is_never_sent(make_server: MakeServer) -> None:
+    server = await make_server()
+    result = await run_call(server.url, [bursts(2.0)], TOKEN, tail_s=0.2, sframe=FailingProtector(20))
+    assert result["frames_sent"][0] < 100  # aiortc stopped the track when protection failed
+    (pipeline,) = server.engine.only().tracks
+    assert 0 < len(server.seam) <= 20 and len(pipeline.frames) == len(server.seam)
+    assert all(parse_header(p)[0] == 1 for p in server.seam)
+    assert sum(server.failures(r) for r in ("auth", "replay", "unknown_kid", "malformed")) == 0
+
+
 async def test_wrong_key_pushes_nothing_counts_every_frame_and_ends_the_call(make_server: MakeServer) -> None:
     server = await make_server(e2ee=E2eeConfig(fail_first_frames=50))
     wrong = {SFRAME_KEYS_HEADER: f"1={b64url(KEY_B)}"}  # the worker is told another key than the client's
@@ -436,7 +460,7 @@ def test_call_command_validates_sframe_options() -> None:
         ((b64url(KEY_A), -1, 4), "--kid must be 0..2^64-1"),
     ):
         with pytest.raises(CommandError) as info:
-            cmd_call.sframe_protector(*args)  # type: ignore[arg-type]
+            cmd_call.sframe_protector(*args)
         assert str(info.value) == message
 
 

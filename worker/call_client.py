@@ -60,6 +60,12 @@ class FixtureTrack(MediaStreamTrack):
         self.frames_sent = 0
         self.done = asyncio.Event()
 
+    def stop(self) -> None:
+        """Also when aiortc's sender stops the track (its RTP task failed, e.g. a payload it could not
+        protect): the call then ends instead of waiting for frames that will never be sent."""
+        super().stop()
+        self.done.set()
+
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live" or self.frames_sent >= self._total:
             self.done.set()

@@ -1,28 +1,45 @@
-"""`serve`: take WebRTC calls over WHIP until SIGTERM, then drain and exit after every record is flushed."""
+"""`serve`: take WebRTC calls over WHIP until SIGTERM, then drain and exit after every record is flushed.
+
+Beside the calls, `serve` runs the pod's housekeeping: the retention sweeper (`run_retention` every
+`retention_interval_seconds`, first after a random fraction of the interval so pods started together do not
+sweep in lockstep; each deletion audited; several pods sweeping at once each delete a disjoint share) and
+periodic audit checkpoints (`maybe_checkpoint`, decided under a lock shared by all pods; a last one on
+shutdown). A failure (storage outage) is logged and retried at the next tick; it never stops the pod.
+/readyz answers 503 "storage degraded" while writes are being spooled.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import random
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
 from aiohttp import web
 from aiortc import RTCIceServer
 
+from storage.audit_pg import PgAuditLog
+from storage.retention import run_retention
 from worker.app_context import AppContext
 from worker.asr_setup import build_asr
 from worker.config import kek_path
 from worker.engine import Engine, EngineConfig
 from worker.http_app import build_app
 from worker.metrics import Metrics
-from worker.runtime import open_runtime
-from worker.security import open_security
+from worker.runtime import Runtime, open_runtime
+from worker.security import Security, open_security
 from worker.webrtc import Calls, WebRtcConfig
 
 log = structlog.get_logger("worker.serve")
+
+CHECKPOINT_TICK_S = 15.0  # how often the pod asks whether an audit checkpoint is due
+CHECKPOINT_EVERY_N = 100  # ... it is due after this many entries
+CHECKPOINT_EVERY_S = 60.0  # ... or this many seconds with entries pending
 
 
 def _flag(value: str | None) -> bool:
@@ -45,14 +62,81 @@ def webrtc_config(args: argparse.Namespace) -> WebRtcConfig:
     )
 
 
+async def sweep_once(rt: Runtime, sec: Security, now: datetime | None = None) -> int:
+    """One retention sweep, audited through the pod's audit log; returns the number of calls deleted."""
+    report = await run_retention(
+        rt.stores.transcripts, rt.stores.recordings, now or datetime.now(UTC), audit=sec.audit.record_system
+    )
+    if report.deleted_calls or report.failed:
+        details = {"deleted": len(report.deleted_calls), "failed": len(report.failed), "by": "sweeper"}
+        await sec.audit.record_system("retention.run", "retention", details)
+        log.info("retention_swept", deleted=len(report.deleted_calls), failed=len(report.failed))
+    return len(report.deleted_calls)
+
+
+async def retention_sweeper(rt: Runtime, sec: Security, interval_s: float) -> None:
+    """Run `sweep_once` every `interval_s` seconds until cancelled; failures are logged and retried."""
+    await asyncio.sleep(random.uniform(0.0, min(interval_s, 60.0)))
+    while True:
+        try:
+            await sweep_once(rt, sec)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # an outage or a bug: the next tick retries; messages carry ids only
+            log.warning("retention_sweep_failed", error=f"{type(exc).__name__}: {exc}")
+        await asyncio.sleep(interval_s)
+
+
+async def audit_checkpointer(sec: Security, tick_s: float = CHECKPOINT_TICK_S) -> None:
+    """Ask every `tick_s` seconds whether a signed audit checkpoint is due (any pod may write it)."""
+    while True:
+        await asyncio.sleep(tick_s)
+        try:
+            await sec.audit.maybe_checkpoint(every_n=CHECKPOINT_EVERY_N, every_s=CHECKPOINT_EVERY_S)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("audit_checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def readiness(rt: Runtime) -> tuple[bool, str]:
+    if rt.stores.degraded:
+        return False, "storage degraded: spooling writes until the database or object store is back"
+    return True, "ok"
+
+
+async def _stop_tasks(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def run(args: argparse.Namespace) -> int:
     host, port = args.http_host, int(args.http_port)
     wcfg = webrtc_config(args)
     async with open_runtime(args) as rt:
         sec = open_security(
-            Path(args.data_dir), kek_path(args.kek_file), api_token=args.api_token or None, org_id=args.org_id
+            Path(args.data_dir),
+            kek_path(args.kek_file),
+            api_token=args.api_token or None,
+            org_id=args.org_id,
+            database_url=args.database_url or None,
+            object_store_url=args.object_store_url or None,
         )
+        if isinstance(sec.audit, PgAuditLog):
+            try:
+                await sec.audit.open()
+            except BaseException:
+                await sec.close()
+                raise
         metrics = Metrics()
+        metrics.spooled_bytes.set_function(lambda: float(rt.stores.spooled_bytes))
+        housekeeping: list[asyncio.Task[None]] = [asyncio.create_task(audit_checkpointer(sec))]
+        interval = float(args.retention_interval_seconds or 0)
+        if interval > 0:
+            housekeeping.append(asyncio.create_task(retention_sweeper(rt, sec, interval)))
         try:
             async with build_asr(args) as asr:
                 engine = Engine(
@@ -71,6 +155,7 @@ async def run(args: argparse.Namespace) -> int:
                         security=sec,
                         engine=engine,
                         metrics=metrics,
+                        readiness=lambda: readiness(rt),
                     )
                     engine.on_call_ended.append(ctx.escalations.forget)
                     app = build_app(ctx, calls)
@@ -98,6 +183,11 @@ async def run(args: argparse.Namespace) -> int:
                     finally:
                         await runner.cleanup()
         finally:
+            await _stop_tasks(housekeeping)
+            try:  # sign what this pod wrote since the last checkpoint
+                await sec.audit.maybe_checkpoint(every_n=1, every_s=0.0)
+            except Exception as exc:
+                log.warning("audit_checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
             await sec.close()
     log.info("stopped")
     return 0

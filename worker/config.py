@@ -55,6 +55,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max-call-seconds", "3600", "A call longer than this is ended and sealed"),
     Setting("no-media-seconds", "20", "A call with no media for this long is ended and sealed"),
     Setting("drain-seconds", "30", "On SIGTERM, how long active calls may continue before they are ended"),
+    Setting(
+        "retention-interval-seconds",
+        "3600",
+        "How often `serve` runs the retention sweeper (deletes calls past their organisation's retention "
+        "period, audited; safe on several pods at once); 0 turns the sweeper off",
+    ),
     Setting("loopback-only", "false", "Media on 127.0.0.1 only (tests, single-host demos)"),
     Setting("partials", "false", "Interim transcripts for the live view (true/false)"),
     Setting("log-format", "json", "Log format: json or console"),

@@ -124,6 +124,7 @@ class E2eeState:
         self._keys: dict[int, bytes] = {}
         self._generation: dict[int, int] = {}  # kid -> order of provisioning (rotation goes forward only)
         self._tracks: dict[int, TrackUnprotector] = {}
+        self._closed = False
         self._add(keys)
 
     @property
@@ -140,6 +141,8 @@ class E2eeState:
     def add_sframe_keys(self, suite: int, keys: Mapping[int, bytes]) -> None:
         """Provision more keys mid-call (API). ValueError (`SFrameKeyError`) if unusable; KIDs must be new."""
         _check_keys(suite, keys)
+        if self._closed:
+            raise SFrameKeyError("the call has ended")
         if suite != self.suite:
             raise SFrameKeyError(f"SFrame suite {suite} differs from the call's suite {self.suite}")
         known = sorted(set(keys) & set(self._generation))
@@ -168,6 +171,7 @@ class E2eeState:
 
     def forget_keys(self) -> None:
         """Drop every key (the call ended). Unprotectors refuse all frames afterwards."""
+        self._closed = True
         self._keys.clear()
         for t in self._tracks.values():
             for kid in list(self._generation):
@@ -318,9 +322,6 @@ def e2ee_of(session: object) -> E2eeState | None:
 def requires_e2ee(session: object) -> bool:
     """The org's `e2ee_required` setting, as the engine fixed it when the call started."""
     return bool(getattr(getattr(session, "settings", None), "e2ee_required", False))
-
-
-SFrameHook = Callable[[Any, SFrameParams], Awaitable[None]]
 
 
 def sframe_hook(

@@ -54,6 +54,7 @@ class EngineConfig:
     flush_interval_s: float = 1.0
     speech_queue_frames: int = 500  # 10 s of audio waiting for decode/VAD, then backpressure
     utterance_queue: int = 8  # utterances waiting for ASR per track, then backpressure
+    # A final can wait up to this long after its last frame: 0.06 s was ~20 ms slower at p50 for ~3% less CPU.
     batch_window_s: float = 0.02  # gather frames this long so decode/VAD cross to a thread in batches
     asr_timeout_s: float = 60.0  # an ASR call that hangs longer fails that utterance, not the call
     partials: bool = False  # interim transcripts for the live view (only computed while someone watches)

@@ -4,6 +4,11 @@
 `Location: /whip/<call_id>`; `DELETE /whip/<call_id>` -> 200 and the call ends. Every refusal is a 4xx/5xx
 with a one-line plain-text reason. Trickle ICE (PATCH) is not supported: 405 (RFC 9725 section 4.3.1).
 
+End-to-end encryption (issue 9): `Converse-SFrame-Suite` / `Converse-SFrame-Keys` are parsed here (a bad
+header is 400) and handed to the `on_sframe` hook (`worker.e2ee.sframe_hook`) before the answer; unusable
+keys are 400, and a call without keys from an org that requires E2EE is 403 with the reason. Keys are never
+logged or echoed.
+
 Authentication is injected (`authorize(request) -> Principal`, sync or async, raising `Unauthorized`) so
 the static bearer token (`static_bearer`) can give way to real identities without touching this module.
 """

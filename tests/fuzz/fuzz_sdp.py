@@ -5,7 +5,9 @@ from __future__ import annotations
 import random
 import sys
 
+import aiortc  # noqa: F401 - imported (uninstrumented) first: instrumenting all of aiortc takes minutes
 import atheris
+import structlog  # noqa: F401
 
 with atheris.instrument_imports():
     from worker.webrtc import OfferError, parse_offer

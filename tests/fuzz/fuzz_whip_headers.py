@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import sys
 
+import aiohttp.web  # noqa: F401 - imported (uninstrumented) first: instrumenting them takes minutes
+import aiortc  # noqa: F401
 import atheris
+import structlog  # noqa: F401
 
 with atheris.instrument_imports():
     from worker.whip import SFrameHeaderError, parse_sframe_headers
