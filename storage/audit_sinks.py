@@ -243,10 +243,15 @@ class S3CheckpointSink:
     async def _contents(self, seq: int, items: list[dict[str, Any]]) -> tuple[str | None, Finding | None]:
         """The checkpoint text of one key and, if its versions disagree, a finding.
 
-        The genuine version is the one that parses as checkpoint `seq` (its signature is checked later by
-        verify); several identical versions are a retried upload, not tampering."""
+        The genuine version is the oldest one that parses as checkpoint `seq` (its signature is checked
+        later by verify); several identical versions are a retried upload, not tampering."""
         key = checkpoint_key(seq)
-        texts = [await self._get(key, item.get("VersionId")) for item in items if item["kind"] == "version"]
+        # Oldest first; listings put the newest first, so among equal times the later-listed is older.
+        listed = [
+            (item.get("LastModified"), -i, item) for i, item in enumerate(items) if item["kind"] == "version"
+        ]
+        listed.sort(key=lambda t: (t[0] is None, t[0] or datetime.min.replace(tzinfo=UTC), t[1]))
+        texts = [await self._get(key, item.get("VersionId")) for _, _, item in listed]
         markers = sum(1 for item in items if item["kind"] == "marker")
         chosen = None
         for text in texts:

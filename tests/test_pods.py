@@ -144,9 +144,9 @@ def test_two_pods_share_the_stores_and_one_audit_chain(
         ]
         reports = []
         for proc in runs:
-            out, err = proc.communicate(timeout=120)
-            assert proc.returncode == 0, err[-2000:]
-            reports.append(json.loads(out))
+            stdout, stderr = proc.communicate(timeout=120)
+            assert proc.returncode == 0, stderr[-2000:]
+            reports.append(json.loads(stdout))
         deleted = [c for rep in reports for c in rep["deleted_calls"]]
         assert sorted(deleted) == sorted(ids)  # each call deleted by exactly one of the runs
         assert asyncio.run(_call_ids(db_url)) == set()

@@ -40,6 +40,7 @@ log = structlog.get_logger("worker.serve")
 CHECKPOINT_TICK_S = 15.0  # how often the pod asks whether an audit checkpoint is due
 CHECKPOINT_EVERY_N = 100  # ... it is due after this many entries
 CHECKPOINT_EVERY_S = 60.0  # ... or this many seconds with entries pending
+FINAL_CHECKPOINT_TIMEOUT_S = 15.0  # the checkpoint on shutdown gives up after this long
 
 
 def _flag(value: str | None) -> bool:
@@ -185,8 +186,9 @@ async def run(args: argparse.Namespace) -> int:
         finally:
             await _stop_tasks(housekeeping)
             try:  # sign what this pod wrote since the last checkpoint
-                await sec.audit.maybe_checkpoint(every_n=1, every_s=0.0)
-            except Exception as exc:
+                async with asyncio.timeout(FINAL_CHECKPOINT_TIMEOUT_S):
+                    await sec.audit.maybe_checkpoint(every_n=1, every_s=0.0)
+            except Exception as exc:  # TimeoutError included: a store down at exit must not hold it up
                 log.warning("audit_checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
             await sec.close()
     log.info("stopped")

@@ -89,6 +89,8 @@ class WebRtcConfig:
     decode_in_aiortc: bool = False  # the pipeline decodes the payload itself; aiortc's decode is wasted
     teardown_timeout_s: float = 5.0  # for the decoder thread to stop and the track to end
     flush_timeout_s: float = 60.0  # for the pipeline to take the last frames after the peer closed
+    linger_quiet_s: float = 0.4  # a call ending cleanly waits for media to stop arriving for this long ...
+    linger_max_s: float = 3.0  # ... but never longer than this
 
 
 # -- process-wide aioice settings ----------------------------------------------------------------------
@@ -198,6 +200,9 @@ class _Track:
     lost: int = 0
 
 
+HANGUP = "client hung up"  # the reason a WHIP DELETE gives
+
+
 @dataclass(slots=True)
 class Call:
     call_id: str
@@ -269,6 +274,8 @@ class Call:
                 status, reason = self._end.result()
             for task in watchdogs:
                 task.cancel()
+            if reason == HANGUP:
+                await self._linger()
             # Closing the peer connection stops each receiver's decoder thread, which ends its track; the
             # drainer then closes the tap, which flushes aiortc's jitter buffer and ends the pump.
             await self.pc.close()
@@ -279,6 +286,15 @@ class Call:
             for task in stuck:
                 task.cancel()
         return status, reason
+
+    async def _linger(self) -> None:
+        """Before closing, let media already on its way (socket buffers, jitter buffer, a loaded event loop
+        catching up) arrive: wait until no frame has come for `linger_quiet_s`, at most `linger_max_s`.
+        Without it a DELETE right after the last packet loses whatever the loop had not read yet."""
+        cfg = self.config
+        deadline = self.clock() + cfg.linger_max_s
+        while self.clock() < deadline and self.clock() - self.last_media < cfg.linger_quiet_s:  # noqa: ASYNC110
+            await asyncio.sleep(cfg.linger_quiet_s / 3)
 
     async def _drain(self, t: _Track) -> None:
         try:

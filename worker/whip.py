@@ -29,7 +29,7 @@ from aiohttp import web
 
 from worker.contracts import CallSession, CallSummary
 from worker.e2ee import E2eeRequiredError, SFrameKeyError, SFrameParams
-from worker.webrtc import AtCapacityError, Calls, DrainingError, OfferError
+from worker.webrtc import HANGUP, AtCapacityError, Calls, DrainingError, OfferError
 
 __all__ = [
     "SFRAME_KEYS_HEADER",
@@ -251,7 +251,7 @@ class WhipHandlers:
         call = self.calls.get(call_id)
         if call is None or call.org_id != principal.org_id:  # another org's call is as unknown as none
             return _reason(404, "unknown call")
-        call.end("ended", "client hung up")
+        call.end("ended", HANGUP)
         summary = await call.wait_finished(self.limits.delete_wait_s)
         body = _summary_json(summary) if summary is not None else {"call_id": call_id, "status": "ending"}
         return web.Response(status=200, text=json.dumps(body), content_type="application/json")
