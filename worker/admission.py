@@ -39,7 +39,7 @@ Clock = Callable[[], float]
 
 @dataclass(frozen=True, slots=True)
 class AdmissionConfig:
-    max_loop_lag_s: float = 0.5  # refuse new calls while the event loop runs this late
+    max_loop_lag_s: float = 1.0  # refuse new calls while the loop runs this late (the TTF budget is 1.5 s)
     max_asr_backlog: int = 32  # ... or while this many finals wait for an ASR worker
     load_retry_after_s: float = 5.0
     offers_per_s: float = 5.0  # per client IP: sustained WHIP offers ...

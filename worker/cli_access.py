@@ -25,6 +25,8 @@ async def security_for(args: argparse.Namespace, rt: Runtime | None = None) -> A
         kek_path(args.kek_file),
         api_token=os.environ.get("CONVERSE_API_TOKEN") or None,
         org_id=getattr(args, "org_id", "default") or "default",
+        database_url=getattr(args, "database_url", None) or None,
+        object_store_url=getattr(args, "object_store_url", None) or None,
     )
     try:
         yield sec
