@@ -18,6 +18,7 @@ import numpy as np
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".opus", ".oga"})
+MIN_RATE, MAX_RATE = 8_000, 192_000
 MAX_FIXTURE_SECONDS = 4 * 3600  # a bound on what one track may decode to (about 1.4 GB of PCM)
 
 
@@ -59,6 +60,10 @@ def decode_audio(path: Path) -> np.ndarray:
         with container:
             if not container.streams.audio:
                 raise FixtureError(f"{path.name}: no audio stream")
+            rate = container.streams.audio[0].codec_context.sample_rate or 0
+            if not MIN_RATE <= rate <= MAX_RATE:
+                # A tiny file declaring 1 Hz would decode (resampled to 48 kHz) to gigabytes.
+                raise FixtureError(f"{path.name}: unsupported sample rate {rate} Hz ({MIN_RATE}-{MAX_RATE})")
             resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
             for frame in container.decode(audio=0):
                 for out in resampler.resample(frame):

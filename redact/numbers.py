@@ -18,6 +18,7 @@ the same kind of number, so recognisers work on a normalised stream instead of o
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
@@ -58,6 +59,26 @@ TENS: dict[str, str] = {
     "ninety": "9",
 }
 NUMBER_WORDS = frozenset([*DIGIT_WORDS, *TEENS, *TENS, "hundred", "thousand", "double", "triple"])
+
+
+class _AsciiDigits(dict[int, str]):
+    """A `str.translate` table, filled on demand: a Unicode decimal digit -> its ASCII digit."""
+
+    def __missing__(self, cp: int) -> str:
+        value = unicodedata.decimal(chr(cp), None)
+        if value is None:
+            raise KeyError(cp)  # not a digit: translate() keeps it
+        self[cp] = digit = str(value)
+        return digit
+
+
+_ASCII_DIGITS = _AsciiDigits()
+
+
+def ascii_digits(s: str) -> str:
+    """`s` with every decimal digit `\\d` matches ("٥", "５", "५") written as its ASCII digit, so that
+    lengths, Luhn checks and shape rules see the number the way a reader does."""
+    return s if s.isascii() else s.translate(_ASCII_DIGITS)
 
 _JOINER = " \t-"
 
@@ -156,6 +177,7 @@ def _literal(text: str, m: re.Match[str]) -> NumToken:
         tok.blocked = True  # $45, 14th, 5mg
     elif before.isalpha() and len(tok.digits) < 10:
         tok.blocked = True  # A1C, B12
+    tok.digits = ascii_digits(tok.digits)
     return tok
 
 
@@ -216,7 +238,7 @@ def tokenize(text: str) -> list[NumToken]:
         s, e = m.span()
         w = m.group()
         if w.isdigit():  # the common case, inlined: a plain digit run
-            tok = NumToken(s, e, w, spoken=False)
+            tok = NumToken(s, e, w if w.isascii() else ascii_digits(w), spoken=False)
             before = text[s - 1] if s else " "
             after = text[e] if e < size else " "
             if before in "$£€#%" or after in "%°" or (after.isalpha() and after not in "xX"):

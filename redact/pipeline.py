@@ -1,5 +1,18 @@
 """The redaction pipeline: runtime variables first, then emails, then digit entities; one placeholder per
-span, every other character kept byte for byte."""
+span, every other character kept byte for byte.
+
+Two guarantees hold whatever the recognisers miss (fail closed):
+
+* No 10-digit run and no Luhn-valid 13-19-digit run (any Unicode decimal digits) survives, wherever it
+  sits ("5551234567a", "12.5551234567", "$5551234567", "ext. 4111111111111111"): a last check over what
+  the spans leave redacts it, as [CARD] if Luhn-valid, else as [PHONE]. The one exception is the dev
+  rules' labelled identifier: a 10-digit run, not Luhn-valid, whose nearest cue is another ID ("MRN
+  5551234567", "NPI 1669428715") stays.
+* Redaction is idempotent: a placeholder changes what is around it ("456789 five1111111111111" ->
+  "456789 five[CARD]", where "five" is now a word), so the output is redacted again until nothing more
+  is found (a few passes at most; a second pass over a line whose rest holds too few digits for any
+  entity costs a couple of string scans).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +20,11 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from redact.card import luhn_valid
+from redact.context import Cue, cue_index, nearest_cue
 from redact.email import CONTEXT_HINTS, TLDS, find_email_fallback, find_emails, merge_adjacent
 from redact.errors import RedactionError
-from redact.numbers import NUMBER_WORDS
+from redact.numbers import NUMBER_WORDS, ascii_digits, trie
 from redact.numeric import find_numeric
 from redact.spans import Span
 from redact.variables import compile_variables
@@ -18,14 +33,22 @@ PHONE, EMAIL, CARD, SSN = "PHONE", "EMAIL", "CARD", "SSN"
 DEFAULT_ENTITIES: frozenset[str] = frozenset({PHONE, EMAIL, CARD, SSN})
 _NUMERIC = frozenset({PHONE, CARD, SSN})
 
-# Lines with none of these cannot hold an entity: skip them without running any recogniser.
+# Lines with too few digits and number words cannot hold a digit entity: skip them without tokenising.
+# No entity has fewer than 7 digits (`redact.numeric.find_numeric`), a number word gives at most two
+# ("twenty" -> 20, "eight thousand" -> 8000 over two words), a digit character one.
 _DIGIT_RE = re.compile(r"\d")
-_WORD_RE = re.compile(r"[a-z]+")
+_NUMBER_WORD_RE = re.compile(rf"\b(?:{trie(sorted(NUMBER_WORDS))})\b")
+_MIN_DIGITS = 7
 
 
 def _has_numeric_hint(text: str) -> bool:
-    # A set look-up per word is several times faster than one regex alternation of the number words.
-    return _DIGIT_RE.search(text) is not None or not NUMBER_WORDS.isdisjoint(_WORD_RE.findall(text.lower()))
+    digits = len(_DIGIT_RE.findall(text))
+    if digits >= _MIN_DIGITS:
+        return True
+    lower = text.lower()
+    if len(lower) != len(text):
+        return True  # rare Unicode whose lower case changes length: do not guess, run the recognisers
+    return digits + 2 * len(_NUMBER_WORD_RE.findall(lower)) >= _MIN_DIGITS
 
 
 # A spoken address ends in ".com"/"dot com" (a known TLD); a written one has an "@".
@@ -61,21 +84,69 @@ def _mask(text: str, spans: Iterable[Span]) -> str:
     return out
 
 
+def _kept(spans: list[Span]) -> list[Span]:
+    """The spans that are rendered: in order, each one that overlaps an earlier one dropped."""
+    if len(spans) < 2:
+        return spans
+    kept: list[Span] = []
+    pos = 0
+    for s in sorted(spans, key=lambda s: s.start):
+        if s.start >= pos:  # else it overlaps an earlier, higher-priority span
+            kept.append(s)
+            pos = s.end
+    return kept
+
+
 def _render(text: str, spans: list[Span]) -> Redaction:
+    """`spans`: in order and not overlapping (`_kept`)."""
     if not spans:
         return Redaction(text, {})
     parts: list[str] = []
     counts: dict[str, int] = {}
     pos = 0
-    for s in sorted(spans, key=lambda s: s.start):
-        if s.start < pos:
-            continue  # overlaps an earlier, higher-priority span
+    for s in spans:
         parts.append(text[pos : s.start])
         parts.append(f"[{s.label}]")
         counts[s.label] = counts.get(s.label, 0) + 1
         pos = s.end
     parts.append(text[pos:])
     return Redaction("".join(parts), counts)
+
+
+# The last check (see the module docstring): a run of exactly 10 digits, or of 13-19 (Luhn-checked).
+_LONG_RUN_RE = re.compile(r"\d{10,}")
+_RUN_RE = re.compile(r"\d+")
+
+
+def _long_run_label(run: str, text: str, start: int, entities: frozenset[str], floor: int) -> str | None:
+    digits = ascii_digits(run)
+    n = len(digits)
+    if 13 <= n <= 19 and luhn_valid(digits):
+        return CARD if CARD in entities else None  # a card in any context, labelled or not (rule 6)
+    if n != 10:
+        return None
+    cue = nearest_cue(text, start, floor, cue_index(text))
+    if cue is Cue.OTHER_ID:
+        return None  # "MRN 5551234567": an identifier the speaker labelled stays (rule 5)
+    label = CARD if cue is Cue.CARD else PHONE
+    return label if label in entities else None
+
+
+def _surviving_runs(text: str, spans: list[Span], entities: frozenset[str]) -> list[Span]:
+    """Spans for 10-digit and Luhn-valid 13-19-digit runs that `spans` (in order, not overlapping) leave
+    in the text; a run a span cuts counts by the part left outside it, as the output holds it."""
+    if _LONG_RUN_RE.search(text) is None:
+        return []
+    extra: list[Span] = []
+    pos = 0
+    for end, nxt in [*((s.start, s.end) for s in spans), (len(text), len(text))]:
+        for m in _RUN_RE.finditer(text, pos, end):
+            if m.end() - m.start() >= 10:
+                label = _long_run_label(m.group(), text, m.start(), entities, pos)
+                if label is not None:
+                    extra.append(Span(m.start(), m.end(), label))
+        pos = nxt
+    return extra
 
 
 def find_spans(
@@ -102,6 +173,16 @@ def find_spans(
     return spans
 
 
+_MAX_PASSES = 4
+
+
+def _redact_once(text: str, variables: Mapping[str, str] | None, entities: frozenset[str]) -> Redaction:
+    spans = _kept(find_spans(text, variables, entities))
+    if entities & _NUMERIC and (extra := _surviving_runs(text, spans, entities)):
+        spans = sorted([*spans, *extra], key=lambda s: s.start)
+    return _render(text, spans)
+
+
 def redact_detailed(
     text: str,
     variables: Mapping[str, str] | None = None,
@@ -109,7 +190,18 @@ def redact_detailed(
     entities: frozenset[str] = DEFAULT_ENTITIES,
 ) -> Redaction:
     try:
-        return _render(text, find_spans(text, variables, entities))
+        result = _redact_once(text, variables, entities)
+        passes = 1
+        while result.counts and passes < _MAX_PASSES:  # idempotent: redact the output until nothing changes
+            again = _redact_once(result.text, variables, entities)
+            if not again.counts:
+                break
+            counts = dict(result.counts)
+            for label, n in again.counts.items():
+                counts[label] = counts.get(label, 0) + n
+            result = Redaction(again.text, counts)
+            passes += 1
+        return result
     except RedactionError:
         raise
     except Exception as exc:  # fail closed: callers drop the text; the message never includes it

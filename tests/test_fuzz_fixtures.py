@@ -173,3 +173,17 @@ def test_missing_and_unsupported(scratch: Path) -> None:
     (scratch / "call.mp4").write_bytes(SEEDS[".wav"])
     with pytest.raises(FixtureError, match=r"^call\.mp4: unsupported file type"):
         load_fixture(scratch / "call.mp4")
+
+
+def test_regression_a_tiny_wav_declaring_1_hz_is_refused(tmp_path: Path) -> None:
+    """Decode amplification: 4 KB at 1 Hz would resample to 2000 s (417 MB) of 48 kHz PCM."""
+    import wave
+
+    path = tmp_path / "one-hertz.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(1)
+        w.writeframes(b"\x01\x00" * 2000)
+    with pytest.raises(FixtureError, match=r"^one-hertz.wav: unsupported sample rate 1 Hz"):
+        load_fixture(path)

@@ -9,11 +9,11 @@ import random
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, assume, given
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from tests.fakes_engine import FakeEngine
-from tests.fuzz.seeds import OFFER, OFFER_LINES, SDP_TOKENS, known_offer_bugs, mutate_sdp
+from tests.fuzz.seeds import OFFER, OFFER_LINES, SDP_TOKENS, mutate_sdp
 from tests.fuzz.support import fuzz, one_line
 from worker.webrtc import Calls, OfferError, WebRtcConfig, loopback_only, parse_offer
 
@@ -81,35 +81,24 @@ async def start_once(calls: Calls, text: str) -> None:
 @given(st.randoms(use_true_random=False))
 async def test_calls_start_mutated_offer_is_answered_or_refused(rnd: random.Random) -> None:
     text = mutate_sdp(rnd, steps=2)
-    assume(known_offer_bugs(text) is None)  # reported; see the xfail regressions below
     engine = FakeEngine()
     async with Calls(engine, FAST) as calls:
         await start_once(calls, text)
     assert all(s.finishes for s in engine.sessions.values())  # every session created was finished
 
 
-# -- regressions: offers parse_offer accepts and aiortc then fails on (HTTP 500, not 400) -------------
+# -- regressions: offers aiortc fails on are refused by parse_offer (400, not 500) ------------------
 
 DUPLICATE_MID = OFFER + OFFER[OFFER.index("m=audio") :]  # the same m-section (a=mid:0) twice
 BARE_MID = OFFER.replace("a=mid:0", "a=mid")  # an a=mid line with no value
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: duplicate a=mid passes parse_offer; aiortc's setLocalDescription raises AttributeError "
-    "('NoneType' object has no attribute '_set_mid'), so POST /whip answers 500, not 400",
-)
 async def test_regression_duplicate_mid_is_an_offer_error() -> None:
     async with Calls(FakeEngine(), FAST) as calls:
         with pytest.raises(OfferError):
             await calls.start(DUPLICATE_MID, org_id="fuzz")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a bare 'a=mid' passes parse_offer; aiortc's setLocalDescription raises ValueError "
-    "('Media sections in answer do not match offer'), so POST /whip answers 500, not 400",
-)
 async def test_regression_bare_mid_is_an_offer_error() -> None:
     async with Calls(FakeEngine(), FAST) as calls:
         with pytest.raises(OfferError):
@@ -118,11 +107,10 @@ async def test_regression_bare_mid_is_an_offer_error() -> None:
 
 @pytest.mark.parametrize("text", [DUPLICATE_MID, BARE_MID], ids=["duplicate-mid", "bare-mid"])
 async def test_regression_offers_aiortc_refuses_leave_no_call_running(text: str) -> None:
-    """Whatever the error type, the failed start cleans up: the session is finished, no call remains."""
+    """parse_offer refuses them before any state exists: no session is created, no call remains."""
     engine = FakeEngine()
     async with Calls(engine, FAST) as calls:
-        with pytest.raises(Exception):  # noqa: B017 - the type is the bug above; the cleanup is checked here
+        with pytest.raises(OfferError, match=r"^malformed SDP: (empty|duplicate) a=mid$"):
             await calls.start(text, org_id="fuzz")
         assert len(calls) == 0
-    (session,) = engine.sessions.values()
-    assert session.finishes == [("failed", "call setup failed")]
+    assert engine.sessions == {}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -154,6 +155,9 @@ def _is_opus(codec: Any) -> bool:
     )
 
 
+_BARE_MID = re.compile(r"^a=mid:?[ \t]*\r?$", re.MULTILINE)
+
+
 def parse_offer(text: str) -> OfferInfo:
     """Validate what a call needs from an offer before any state is created."""
     if not text.startswith("v=0"):
@@ -162,6 +166,13 @@ def parse_offer(text: str) -> OfferInfo:
         description = sdp.SessionDescription.parse(text)
     except Exception:  # aiortc's parser raises ValueError, AssertionError, IndexError... on bad input
         raise OfferError("malformed SDP") from None
+    mids = [m.rtp.muxId for m in description.media]
+    # aiortc reads a bare "a=mid" as no mid at all, then fails to answer it: refuse it here.
+    if any(mid == "" for mid in mids) or _BARE_MID.search(text):
+        raise OfferError("malformed SDP: empty a=mid")
+    named = [mid for mid in mids if mid]
+    if len(set(named)) != len(named):
+        raise OfferError("malformed SDP: duplicate a=mid")
     audio = [m for m in description.media if m.kind == "audio" and _sends(m)]
     if not audio:
         raise OfferError("offer has no audio")
@@ -506,7 +517,11 @@ class Calls:
                 raise E2eeRequiredError(REQUIRED_REASON)
             for t in tracks:
                 t.e2ee = e2ee.track(t.index) if e2ee is not None else None
-            await pc.setLocalDescription(await pc.createAnswer())  # aiortc gathers candidates first
+            try:
+                await pc.setLocalDescription(await pc.createAnswer())  # aiortc gathers candidates first
+            except Exception as exc:  # an offer aiortc accepted but cannot answer is still a bad offer
+                detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise OfferError(f"malformed SDP: {detail}") from None
             if self._draining:
                 raise DrainingError("server is draining")
             now = self.clock()

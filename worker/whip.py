@@ -15,6 +15,7 @@ the static bearer token (`static_bearer`) can give way to real identities withou
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -92,6 +93,7 @@ def static_bearer(token: str, *, org_id: str = "default", subject: str = "api-to
 class WhipLimits:
     max_body_bytes: int = 64 * 1024
     retry_after_s: int = 10
+    body_timeout_s: float = 10.0  # the whole offer body must arrive within this
     delete_wait_s: float = 10.0  # DELETE waits this long for the call's summary (then answers anyway)
 
 
@@ -186,10 +188,14 @@ class WhipHandlers:
         if request.content_length is not None and request.content_length > limit:
             return too_large
         body = bytearray()
-        async for chunk in request.content.iter_chunked(16 * 1024):
-            body += chunk
-            if len(body) > limit:
-                return too_large
+        try:
+            async with asyncio.timeout(self.limits.body_timeout_s):  # a trickled body must not hold a handler
+                async for chunk in request.content.iter_chunked(16 * 1024):
+                    body += chunk
+                    if len(body) > limit:
+                        return too_large
+        except TimeoutError:
+            return _reason(408, f"offer not received within {self.limits.body_timeout_s:g} s")
         try:
             return body.decode("utf-8")
         except UnicodeDecodeError:

@@ -61,17 +61,6 @@ SDP_TOKENS = [
 ]  # fmt: skip
 
 
-def known_offer_bugs(text: str) -> str | None:
-    """Which reported bug an offer would trigger past `parse_offer` (see test_fuzz_sdp's xfail
-    regressions), or None. Fuzz tests of `Calls.start` and `POST /whip` skip these inputs."""
-    mids = re.findall(r"^a=mid(?::(.*))?$", text.replace("\r\n", "\n"), re.MULTILINE)
-    if any(m == "" for m in mids):
-        return "bare a=mid"
-    if len(mids) != len(set(mids)):
-        return "duplicate a=mid"
-    return None
-
-
 def mutate_sdp(rnd: random.Random, text: str = OFFER, steps: int = 3) -> str:
     lines = text.split("\r\n")
     for _ in range(rnd.randint(1, steps)):
