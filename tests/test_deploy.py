@@ -330,7 +330,8 @@ def test_secret_example_has_only_placeholders(secrets: dict[str, dict[str, Any]]
         for key, value in doc["stringData"].items():
             assert PLACEHOLDER in value, f"{name}.{key} is not a placeholder"
             assert not re.search(r"[A-Za-z0-9+/=_-]{24,}", value.replace(PLACEHOLDER, "")), key
-    assert set(secrets["converse-worker-kek"]["stringData"]) == {"kek.json"}
+    # One KEK, one audit signing key and one token issuer key shared by every replica.
+    assert set(secrets["converse-worker-kek"]["stringData"]) == {"kek.json", "audit-signing.key", "issuer.key"}
     assert urlsplit(secrets["converse-worker-secrets"]["stringData"]["CONVERSE_DATABASE_URL"]).scheme == (
         "postgresql"
     )
@@ -401,9 +402,12 @@ def test_kek_reaches_the_worker_owner_only(
     assert volumes[wm["name"]]["emptyDir"]["medium"] == "Memory"
     (init,) = [c for c in pod["initContainers"] if any(m["name"] == kek_secret for m in c["volumeMounts"])]
     argv = init["command"]
-    assert argv[:3] == ["install", "-m", "0600"] and Path(argv[4]) == kek_file
-    source = Path(argv[3])
-    assert mounts(init)[str(source.parent)]["name"] == kek_secret
+    # install -m 0600 -t <kek dir> <secret files...>: the KEK and the signing keys land beside each other.
+    assert argv[:5] == ["install", "-m", "0600", "-t", str(kek_file.parent)]
+    sources = [Path(a) for a in argv[5:]]
+    assert {p.name for p in sources} == {kek_file.name, "audit-signing.key", "issuer.key"}
+    for source in sources:
+        assert mounts(init)[str(source.parent)]["name"] == kek_secret
     assert mounts(init)[str(kek_file.parent)]["name"] == wm["name"]
 
 

@@ -1,10 +1,9 @@
-"""atheris: `redact_text` never raises, and no 10-digit or Luhn-valid 13-19 digit run survives it (inputs
-holding a known, reported survivor are skipped). Idempotence failures, a known bug, are printed
-(the first three); FUZZ_STRICT_IDEMPOTENCE=1 makes them crashes. Run via scripts/fuzz.sh."""
+"""atheris: `redact_text` never raises, its output is a fixed point, and no 10-digit or Luhn-valid 13-19
+digit run survives it (a labelled identifier aside, see `tests.fuzz.seeds.surviving_runs`). Run via
+scripts/fuzz.sh."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 import atheris
@@ -12,12 +11,10 @@ import atheris
 with atheris.instrument_imports():
     from redact import redact_text
 
-from tests.fuzz.seeds import KNOWN_REDACT_SURVIVOR, surviving_runs
+from tests.fuzz.seeds import surviving_runs
 
-STRICT = os.environ.get("FUZZ_STRICT_IDEMPOTENCE") == "1"
 ALPHABET = "0123456789 -.,/:()+#@x" + "abcdefghijklmnopqrstuvwxyz" + "\u0660\u0665\uff15\u00a0"
 WORDS = ["five", "oh", "double", "ext", "card", "phone", "social", "at", "dot", "plus", "MRN", "number"]
-not_idempotent: list[str] = []
 
 
 def test_one_input(data: bytes) -> None:
@@ -33,14 +30,8 @@ def test_one_input(data: bytes) -> None:
                 parts.append(ALPHABET[fdp.ConsumeIntInRange(0, len(ALPHABET) - 1)])
         text = "".join(parts)
     out = redact_text(text)
-    if not KNOWN_REDACT_SURVIVOR.search(text):
-        assert surviving_runs(out) == [], (text, out)
-    if redact_text(out) != out:
-        if STRICT:
-            raise AssertionError(("not idempotent", text, out))
-        not_idempotent.append(text[:200])
-        if len(not_idempotent) <= 3:  # libFuzzer exits without atexit handlers: report as found
-            print(f"fuzz_redact: not idempotent #{len(not_idempotent)}: {text[:200]!r}", flush=True)
+    assert surviving_runs(out) == [], (text, out)
+    assert redact_text(out) == out, ("not idempotent", text, out)
 
 
 if __name__ == "__main__":
