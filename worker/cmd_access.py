@@ -20,6 +20,9 @@ async def audit(args: argparse.Namespace) -> int:
         actor = actor_of(local_operator(args.org_id))
         if args.action == "verify":
             findings = await log.verify()
+            notes = list(getattr(log, "notes", []) or [])  # e.g. checkpoints in a bucket without Object Lock
+            for note in notes:
+                print(f"note: {note}", file=sys.stderr)
             await log.append(
                 actor,
                 "cli.verify_audit",
