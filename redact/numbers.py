@@ -76,9 +76,10 @@ _ASCII_DIGITS = _AsciiDigits()
 
 
 def ascii_digits(s: str) -> str:
-    """`s` with every decimal digit `\\d` matches ("٥", "５", "५") written as its ASCII digit, so that
-    lengths, Luhn checks and shape rules see the number the way a reader does."""
+    """`s` with every decimal digit `\\d` matches (Arabic-Indic, fullwidth, Devanagari, ...) written as
+    its ASCII digit, so that lengths, Luhn checks and shape rules see the number the way a reader does."""
     return s if s.isascii() else s.translate(_ASCII_DIGITS)
+
 
 _JOINER = " \t-"
 
@@ -103,8 +104,8 @@ PRE_BLOCK = frozenset(
 
 _FILLER = (
     r"(?:um+|uh+|uhm|er+|erm|ah+|hmm+|mm+|sorry|let\s+me\s+see|let\s+me\s+think|let's\s+see|"
-    r"i\s+mean|hold\s+on|wait|one\s+sec(?:ond)?|like)"
-)
+    r"i\s+mean|hold\s+on|wait|one\s+sec(?:ond)?|like)\b"
+)  # "\b": "mmmm" is one filler, not "mm" + "mm" (else trying every split takes exponential time)
 _TIGHT_RE = re.compile(
     r"[ \t]{0,3}(?:-[ \t]{0,2})?|[ \t]?\([ \t]?|\)[ \t]?-?[ \t]?|[ \t]+\)[ \t]?|[ \t]+(?:dash|hyphen)[ \t]+",
     re.IGNORECASE,
