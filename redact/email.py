@@ -86,8 +86,8 @@ def find_emails(text: str) -> list[Span]:
 # sentence, TLD or not ("Please email Rachel.ren..."). "send/write/forward ... to" (weak): a dotted name that
 # ends in a known TLD. Without such a cue, a dotted name without "@"/"at" is a URL and stays
 # ("portal.example.com", "example.com/billing", "www.example.org slash portal").
-_CUE_RE = re.compile(
-    r"(?<![\w-])(?:(?P<strong>e-?mail(?:ed|ing|s)?|mail|(?:e-?mail\s+)?address(?:es)?)"
+_CUE_RE = re.compile(  # "(?<!\[)": the placeholder "[EMAIL]" is no cue
+    r"(?<![\w\[-])(?:(?P<strong>e-?mail(?:ed|ing|s)?|mail|(?:e-?mail\s+)?address(?:es)?)"
     r"|(?P<weak>send|sent|sending|write|wrote|writing|forward(?:ed|ing)?))(?![\w-])",
     re.IGNORECASE,
 )

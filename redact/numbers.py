@@ -111,10 +111,12 @@ _TIGHT_RE = re.compile(
     re.IGNORECASE,
 )
 _LOOSE_RE = re.compile(
-    rf"\s*(?:,|\.\.\.+|…|;|--|—|\u2013|-)?\s*(?:{_FILLER}\s*(?:,|\.\.\.+|…|--|—)?\s*)*",
+    rf"\s*(?:(?:,|\.\.\.+|…|;|--|—|\u2013|-)\s*)?(?:{_FILLER}\s*(?:(?:,|\.\.\.+|…|--|—)\s*)?)*",
     re.IGNORECASE,
 )
-_SENTENCE_RE = re.compile(rf"\s*[.?!]\s+(?:{_FILLER}\s*[,.]*\s*)*", re.IGNORECASE)
+_SENTENCE_RE = re.compile(rf"\s*[.?!]\s+(?:{_FILLER}\s*(?:[,.]+\s*)?)*", re.IGNORECASE)
+# Each part of the gap patterns above can match in one way only (a space after a filler belongs to the
+# first "\s*", the second needs punctuation first): a long gap that does not match fails in linear time.
 
 
 class Link(Enum):

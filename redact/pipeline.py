@@ -63,7 +63,11 @@ def _has_email_hint(lowered: str) -> bool:
 
 def _has_email_context(lowered: str) -> bool:
     """An address the ASR wrote without its "at" needs a dot and words that announce it."""
-    return "." in lowered and any(h in lowered for h in CONTEXT_HINTS)
+    if "." not in lowered:
+        return False
+    if "[email]" in lowered:  # a placeholder (a second pass) is no cue
+        lowered = lowered.replace("[email]", "")
+    return any(h in lowered for h in CONTEXT_HINTS)
 
 
 _MASK = "\x00"

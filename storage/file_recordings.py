@@ -98,19 +98,23 @@ class LocalRecordingSink:
             data = bytes(self._buffer)
             self._buffer.clear()
             sync_dirs = sync and not self._dirs_synced
+            done = [0]  # bytes of `data` that reached the file, even if the write then failed
             try:
-                await self._store._run(partial(self._write, data, sync, sync_dirs))
+                await self._store._run(partial(self._write, data, sync, sync_dirs, done))
             except BaseException:
-                self._buffer[:0] = data  # keep it for a retry; the file got at most a prefix of it
+                # Keep only what the file did not get: re-queuing a prefix that was written would
+                # duplicate those bytes on retry and corrupt the recording from that record on.
+                self._buffer[:0] = data[done[0] :]
                 raise
             if sync_dirs:
                 self._dirs_synced = True
 
-    def _write(self, data: bytes, sync: bool, sync_dirs: bool) -> None:
+    def _write(self, data: bytes, sync: bool, sync_dirs: bool, done: list[int]) -> None:
         view = memoryview(data)
         while view:
             n = os.write(self._fd, view)
             view = view[n:]
+            done[0] += n
             self.bytes_written += n
         if sync:
             os.fsync(self._fd)

@@ -172,14 +172,16 @@ class DiskBudget:
         original = LocalRecordingSink._write
         budget = self
 
-        def write(sink: LocalRecordingSink, data: bytes, sync: bool, sync_dirs: bool) -> None:
+        def write(
+            sink: LocalRecordingSink, data: bytes, sync: bool, sync_dirs: bool, done: list[int]
+        ) -> None:
             if len(data) <= budget.free:
                 budget.free -= len(data)
-                original(sink, data, sync, sync_dirs)
+                original(sink, data, sync, sync_dirs, done)
                 return
             n, budget.free = budget.free, 0
             if n:
-                original(sink, data[:n], False, False)
+                original(sink, data[:n], False, False, done)
             budget.failures += 1
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
@@ -242,11 +244,6 @@ async def test_transcript_store_full_counts_utterances_failed_audio_kept(env: En
     assert rec.complete and len(rec.frames) == summary.frames_received
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="storage bug: LocalRecordingSink._drain re-queues the whole buffer after a partial write, so a "
-    "retry duplicates the prefix already on disk and the recording no longer verifies",
-)
 async def test_partial_write_then_retry_keeps_recording_valid(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:

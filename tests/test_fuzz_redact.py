@@ -5,6 +5,8 @@ see `tests.fuzz.seeds.surviving_runs`)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -164,3 +166,17 @@ def test_regression_unicode_digits(text: str, expected: str) -> None:
     them as their ASCII values."""
     assert redact_text(text) == expected
     check(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2 MRN 2" + "m" * 60 + "ax0",  # found by atheris: "mm+" split every way (exponential)
+        "555 " + "mm " * 60 + "a 0123",  # a space after a filler matched by either of two "\s*"
+        "555. " + "um, " * 60 + "a 0123",
+    ],
+)
+def test_regression_long_filler_gap_is_linear(text: str) -> None:
+    start = time.process_time()
+    check(text)
+    assert time.process_time() - start < 1.0
