@@ -331,7 +331,8 @@ def test_secret_example_has_only_placeholders(secrets: dict[str, dict[str, Any]]
             assert PLACEHOLDER in value, f"{name}.{key} is not a placeholder"
             assert not re.search(r"[A-Za-z0-9+/=_-]{24,}", value.replace(PLACEHOLDER, "")), key
     # One KEK, one audit signing key and one token issuer key shared by every replica.
-    assert set(secrets["converse-worker-kek"]["stringData"]) == {"kek.json", "audit-signing.key", "issuer.key"}
+    kek_keys = set(secrets["converse-worker-kek"]["stringData"])
+    assert kek_keys == {"kek.json", "audit-signing.key", "issuer.key"}
     assert urlsplit(secrets["converse-worker-secrets"]["stringData"]["CONVERSE_DATABASE_URL"]).scheme == (
         "postgresql"
     )
