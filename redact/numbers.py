@@ -201,14 +201,15 @@ def trie(words: list[str]) -> str:
 
 
 _SCAN_WORDS = [*DIGIT_WORDS, *TEENS, *TENS, "double", "triple", "plus", "hundred", "thousand"]
-# A digit run or a number word, and (captured, for the unit check) the word right after it.
-_SCAN = (
-    r"(?:\+?\d+(?:[.,:/]\d+)*|\b(?:" + trie(_SCAN_WORDS) + r")\b)"
-    r"(?=[ \t]*-?[ \t]*([A-Za-z][A-Za-z.']*))?"
-)
+# A digit run or a number word. Each alternative starts with a character (class), and a word must not
+# follow a word character ("(?<!\w)", which is "\b" there): the engine leaves a position inside a word
+# after one test instead of walking the word list.
+_SCAN = r"\d+(?:[.,:/]\d+)*|\+\d+(?:[.,:/]\d+)*|(?<!\w)(?:" + trie(_SCAN_WORDS) + r")\b"
 # Run on lower-cased text: without IGNORECASE the engine skips positions that cannot start a match.
 _SCAN_RE = re.compile(_SCAN)
 _SCAN_RE_I = re.compile(_SCAN, re.IGNORECASE)  # when lower() would change the length (rare Unicode)
+# The word right after a short number, for the unit check ("20 mg", "10 days").
+_NEXT_WORD_RE = re.compile(r"[ \t]*-?[ \t]*([A-Za-z][A-Za-z.']*)")
 
 
 def _spoken(w: str, nxt: str) -> tuple[str, int]:
@@ -274,8 +275,8 @@ def tokenize(text: str) -> list[NumToken]:
             tok = NumToken(s, last.end(), digits, spoken=True, lone_oh=used == 1 and w == "oh")
             k += used
         if not tok.blocked and len(tok.digits) < 7:  # "10 days", "20 mg": a quantity
-            nxt_word = last.group(1)
-            if nxt_word is not None and nxt_word.lower().rstrip(".") in UNITS:
+            nxt_word = _NEXT_WORD_RE.match(lower, last.end())
+            if nxt_word is not None and nxt_word.group(1).lower().rstrip(".") in UNITS:
                 tok.blocked = True
         tokens.append(tok)
     return tokens

@@ -9,6 +9,7 @@ import binascii
 import json
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from media.fixtures import FixtureError, load_fixture
@@ -16,6 +17,7 @@ from media.sframe import SFrameError, suite_params
 from worker.call_client import FrameProtector, WhipClientError, run_call, whip_endpoint
 from worker.cli import CommandError
 from worker.e2ee import MAX_KEY_BYTES, MIN_KEY_BYTES
+from worker.whip import VARIABLES_HEADER
 
 SFRAME_KEY_ENV = "CONVERSE_SFRAME_KEY"  # keeps the key off the command line (and out of `ps`)
 
@@ -62,6 +64,14 @@ async def _transcript(url: str, call_id: str, token: str) -> list[dict[str, Any]
     return None
 
 
+def _variables_header(variables: Mapping[str, str]) -> dict[str, str] | None:
+    """The fixture's runtime PHI variables travel to the worker for redaction (never in the URL)."""
+    if not variables:
+        return None
+    raw = json.dumps(dict(variables), ensure_ascii=False).encode()
+    return {VARIABLES_HEADER: base64.urlsafe_b64encode(raw).rstrip(b"=").decode()}
+
+
 async def run(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get("CONVERSE_API_TOKEN") or ""
     if not token:
@@ -83,6 +93,7 @@ async def run(args: argparse.Namespace) -> int:
             tail_s=args.tail,
             loopback_only=loopback,
             sframe=protector,
+            headers=_variables_header(fixture.variables),
         )
     except WhipClientError as exc:
         raise CommandError(str(exc)) from None

@@ -57,6 +57,28 @@ SFRAME_SUITE_HEADER = "Converse-SFrame-Suite"
 SFRAME_KEYS_HEADER = "Converse-SFrame-Keys"
 SFRAME_SUITES = range(1, 6)  # RFC 9605 section 4.5: 0x0001..0x0005
 SFRAME_DEFAULT_SUITE = 4  # AES_128_GCM_SHA256_128
+# Runtime PHI variables of the call (patient name, DOB, MRN, ...), base64url of a JSON object of strings.
+# The HIPAA page: PHI reaches a call only as variables at run time; the worker uses them to redact the
+# transcript and never stores or logs them.
+VARIABLES_HEADER = "Converse-Call-Variables"
+MAX_VARIABLES = 64
+
+
+def parse_variables_header(value: str | None) -> dict[str, str] | None:
+    """`Converse-Call-Variables: <base64url JSON object of strings>`; errors never quote the content."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        obj = json.loads(raw.decode("utf-8"))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise SFrameHeaderError(f"{VARIABLES_HEADER}: not base64url JSON") from None
+    if not isinstance(obj, dict) or len(obj) > MAX_VARIABLES:
+        raise SFrameHeaderError(f"{VARIABLES_HEADER}: must be an object of at most {MAX_VARIABLES} entries")
+    if not all(isinstance(k, str) and isinstance(v, str) and len(v) <= 512 for k, v in obj.items()):
+        raise SFrameHeaderError(f"{VARIABLES_HEADER}: names and values must be strings (values <= 512 chars)")
+    return dict(obj)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +242,7 @@ class WhipHandlers:
             sframe = parse_sframe_headers(
                 request.headers.get(SFRAME_SUITE_HEADER), request.headers.get(SFRAME_KEYS_HEADER)
             )
+            variables = parse_variables_header(request.headers.get(VARIABLES_HEADER))
         except SFrameHeaderError as exc:
             return _reason(400, str(exc))
         before_answer = None
@@ -232,7 +255,9 @@ class WhipHandlers:
                 await hook(session, sframe)
 
         try:
-            call, answer = await self.calls.start(offer, org_id=principal.org_id, before_answer=before_answer)
+            call, answer = await self.calls.start(
+                offer, org_id=principal.org_id, variables=variables, before_answer=before_answer
+            )
         except (OfferError, SFrameKeyError) as exc:
             return _reason(400, str(exc))
         except E2eeRequiredError as exc:
