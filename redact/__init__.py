@@ -5,6 +5,7 @@ in the digit, spoken, spelled and broken-up forms speech recognition writes, plu
 variables, by placeholders ([PHONE], [EMAIL], [CARD], [SSN], [NAME], [DOB], ...).
 """
 
+from redact.dialogue import redact_in_dialogue
 from redact.errors import RedactionError
 from redact.pipeline import (
     CARD,
@@ -28,5 +29,6 @@ __all__ = [
     "RedactionError",
     "Redactor",
     "redact_detailed",
+    "redact_in_dialogue",
     "redact_text",
 ]

@@ -242,7 +242,7 @@ def tokenize(text: str) -> list[NumToken]:
         s, e = m.span()
         w = m.group()
         if w.isdigit():  # the common case, inlined: a plain digit run
-            tok = NumToken(s, e, w if w.isascii() else ascii_digits(w), spoken=False)
+            tok = NumToken(s, e, w if w.isascii() else ascii_digits(w), False)
             before = text[s - 1] if s else " "
             after = text[e] if e < size else " "
             if before in "$£€#%" or after in "%°" or (after.isalpha() and after not in "xX"):
@@ -256,7 +256,7 @@ def tokenize(text: str) -> list[NumToken]:
             k += 1
             last = m
         elif w == "plus":
-            tokens.append(NumToken(s, e, "", spoken=True, plus=True))
+            tokens.append(NumToken(s, e, "", True, False, True))
             k += 1
             continue
         else:
@@ -272,7 +272,7 @@ def tokenize(text: str) -> list[NumToken]:
                 k += 1
                 continue
             last = matches[k + used - 1]
-            tok = NumToken(s, last.end(), digits, spoken=True, lone_oh=used == 1 and w == "oh")
+            tok = NumToken(s, last.end(), digits, True, False, False, used == 1 and w == "oh")
             k += used
         if not tok.blocked and len(tok.digits) < 7:  # "10 days", "20 mg": a quantity
             nxt_word = _NEXT_WORD_RE.match(lower, last.end())
@@ -302,7 +302,6 @@ def group(text: str, tokens: list[NumToken] | None = None) -> list[Group]:
     pending_plus: NumToken | None = None
     prev_end = -1
     for tok in toks:
-        link = gap_link(text[prev_end : tok.start]) if prev_end >= 0 else Link.BREAK
         if tok.plus and not tok.digits:  # the word "plus": a prefix for the next group
             if cur is not None:
                 cur.link = Link.BREAK
@@ -313,6 +312,9 @@ def group(text: str, tokens: list[NumToken] | None = None) -> list[Group]:
                 cur.link = Link.BREAK
             cur, pending_plus, prev_end = None, None, tok.end
             continue
+        gap = text[prev_end : tok.start] if prev_end >= 0 else None
+        # A space or a hyphen (most gaps inside a number) is tight; skip the cache look-up for them.
+        link = None if gap == " " or gap == "-" else gap_link(gap) if gap is not None else Link.BREAK
         if cur is not None and link is None:
             cur.tokens.append(tok)
             cur.end = tok.end

@@ -21,15 +21,21 @@ from redact.ssn import is_ssn
 MAX_GROUPS = 8
 
 
-def _classify(text: str, seq: Sequence[Group], floor: int, cues: list[tuple[int, int, Cue]]) -> str | None:
-    sizes = [len(g.digits) for g in seq]
-    if any(g.link is Link.SENTENCE for g in seq[:-1]) and not all(2 <= s <= 4 for s in sizes):
-        return None
-    if len(seq) >= 3 and all(s == 1 for s in sizes):
-        return None  # "one, two, three, four, five": counting or a digit-span test
-    digits = "".join(g.digits for g in seq)
+def _classify(seq: Sequence[Group], cue: Cue | None) -> str | None:
+    """What the linked groups `seq` are as one number, `cue` the nearest cue before the first."""
+    if len(seq) == 1:  # the common case: one group
+        digits = seq[0].digits
+        sizes = [len(digits)]
+    else:
+        sizes = [len(g.digits) for g in seq]
+        if any(g.link is Link.SENTENCE for g in seq[:-1]) and not all(2 <= s <= 4 for s in sizes):
+            return None
+        if len(seq) >= 3 and all(s == 1 for s in sizes):
+            return None  # "one, two, three, four, five": counting or a digit-span test
+        digits = "".join(g.digits for g in seq)
+    if len(digits) < 7:
+        return None  # no entity is this short (the shortest: a 7-digit local phone)
     intl = seq[0].intl
-    cue = nearest_cue(text, seq[0].start, floor, cues)
     phone_first = intl or digits.startswith("0")  # 0044 20 7946 0958 may pass Luhn by chance
     if not phone_first and is_card(digits, cue):
         return "CARD"
@@ -76,8 +82,9 @@ def _segment(
             and not groups[last + 1].blocked
         ):
             last += 1
+        cue = nearest_cue(text, groups[i].start, floor, cues)
         for j in range(last, i - 1, -1):
-            label = _classify(text, groups[i : j + 1], floor, cues)
+            label = _classify(groups[i : j + 1], cue)
             if label is not None:
                 break
         else:

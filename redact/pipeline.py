@@ -35,20 +35,19 @@ _NUMERIC = frozenset({PHONE, CARD, SSN})
 
 # Lines with too few digits and number words cannot hold a digit entity: skip them without tokenising.
 # No entity has fewer than 7 digits (`redact.numeric.find_numeric`), a number word gives at most two
-# ("twenty" -> 20, "eight thousand" -> 8000 over two words), a digit character one.
-_DIGIT_RE = re.compile(r"\d")
-_NUMBER_WORD_RE = re.compile(rf"\b(?:{trie(sorted(NUMBER_WORDS))})\b")
+# ("twenty" -> 20, "eight thousand" -> 8000 over two words), a digit character one. One scan finds both;
+# "(?<!\w)" (a word's "\b") first lets the engine leave a position inside a word after one test.
+_HINT_RE = re.compile(rf"\d|(?<!\w)(?:{trie(sorted(NUMBER_WORDS))})\b")
 _MIN_DIGITS = 7
 
 
-def _has_numeric_hint(text: str) -> bool:
-    digits = len(_DIGIT_RE.findall(text))
-    if digits >= _MIN_DIGITS:
-        return True
-    lower = text.lower()
-    if len(lower) != len(text):
-        return True  # rare Unicode whose lower case changes length: do not guess, run the recognisers
-    return digits + 2 * len(_NUMBER_WORD_RE.findall(lower)) >= _MIN_DIGITS
+def _numeric_hint(lower: str) -> int:
+    """At most how many digits the recognisers could find in the text whose lower case is `lower`, or
+    at least _MIN_DIGITS (then: run them)."""
+    hits = _HINT_RE.findall(lower)
+    if len(hits) >= _MIN_DIGITS:
+        return len(hits)
+    return sum(1 if len(h) == 1 else 2 for h in hits)  # a digit is one character, a word two or more
 
 
 # A spoken address ends in ".com"/"dot com" (a known TLD); a written one has an "@".
@@ -61,9 +60,12 @@ def _has_email_hint(lowered: str) -> bool:
     return (" at " in lowered or lowered.startswith("at ")) and _TLD_HINT_RE.search(lowered) is not None
 
 
+_DOT_WORD_RE = re.compile(r"\.\w")
+
+
 def _has_email_context(lowered: str) -> bool:
     """An address the ASR wrote without its "at" needs a dot and words that announce it."""
-    if "." not in lowered:
+    if _DOT_WORD_RE.search(lowered) is None:  # no dotted name ("jan.do"), nothing for the fallback
         return False
     if "[email]" in lowered:  # a placeholder (a second pass) is no cue
         lowered = lowered.replace("[email]", "")
@@ -158,8 +160,17 @@ def find_spans(
     variables: Mapping[str, str] | None = None,
     entities: frozenset[str] = DEFAULT_ENTITIES,
 ) -> list[Span]:
+    """The spans of every recogniser (they may overlap; `_kept` says which are rendered)."""
+    return _find(text, variables, entities)[0]
+
+
+def _find(
+    text: str, variables: Mapping[str, str] | None, entities: frozenset[str]
+) -> tuple[list[Span], bool]:
+    """Spans, and whether the digit recognisers ran (else the text holds fewer than 7 digits)."""
     spans: list[Span] = []
     work = text
+    lowered: str | None = None
     if variables:
         found = compile_variables(variables).find(work)
         spans.extend(found)
@@ -172,17 +183,24 @@ def find_spans(
         if found:
             spans.extend(found)
             work = _mask(work, found)
-    if entities & _NUMERIC and _has_numeric_hint(work):
-        spans.extend(s for s in find_numeric(work) if s.label in entities)
-    return spans
+            lowered = None
+    if entities & _NUMERIC:
+        if lowered is None:
+            lowered = work.lower()
+        if len(lowered) != len(work) or _numeric_hint(lowered) >= _MIN_DIGITS:
+            # (a lower case that changes the length is rare Unicode: do not guess, run the recognisers)
+            spans.extend(s for s in find_numeric(work) if s.label in entities)
+            return spans, True
+    return spans, False
 
 
 _MAX_PASSES = 4
 
 
 def _redact_once(text: str, variables: Mapping[str, str] | None, entities: frozenset[str]) -> Redaction:
-    spans = _kept(find_spans(text, variables, entities))
-    if entities & _NUMERIC and (extra := _surviving_runs(text, spans, entities)):
+    found, numeric = _find(text, variables, entities)
+    spans = _kept(found)
+    if numeric and (extra := _surviving_runs(text, spans, entities)):
         spans = sorted([*spans, *extra], key=lambda s: s.start)
     return _render(text, spans)
 
@@ -197,7 +215,8 @@ def redact_detailed(
         result = _redact_once(text, variables, entities)
         passes = 1
         while result.counts and passes < _MAX_PASSES:  # idempotent: redact the output until nothing changes
-            again = _redact_once(result.text, variables, entities)
+            # Variables are matched once: a value that is also a placeholder's name ("NAME") would nest.
+            again = _redact_once(result.text, None, entities)
             if not again.counts:
                 break
             counts = dict(result.counts)

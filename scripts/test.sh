@@ -7,4 +7,6 @@ scripts/bootstrap.sh --test
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-exec .venv/bin/pytest "$@"
+# Three workers on two cores: most end-to-end tests wait on real-time audio, not on the CPU. Files stay
+# whole on one worker (their servers are module- or session-scoped). `-n 0` runs serially.
+exec .venv/bin/pytest -n 3 --dist loadfile "$@"

@@ -42,6 +42,7 @@ from worker.track import TrackSealer, TrackSpeech
 log = structlog.get_logger("worker.engine")
 
 _END = object()
+CONTEXT_S = 20.0  # how long a turn stays the context of the next one for redaction
 
 
 def utc_now() -> str:
@@ -62,26 +63,37 @@ class EngineConfig:
     live_queue: int = 256
 
 
+RedactResult = tuple[str, dict[str, int]]
+
+
 class RedactFn:
-    """Adapter so the engine depends on a callable, not on redact's internals."""
+    """Adapter so the engine depends on a callable, not on redact's internals.
 
-    __slots__ = ("_fn",)
+    Called as `fn(text, variables)` or, when it accepts one, with `context=` the previous turn of the call.
+    """
 
-    def __init__(self, fn: Callable[[str, Mapping[str, str] | None], tuple[str, dict[str, int]]]) -> None:
+    __slots__ = ("_fn", "_takes_context")
+
+    def __init__(self, fn: Callable[..., RedactResult], *, takes_context: bool = False) -> None:
         self._fn = fn
+        self._takes_context = takes_context
 
-    def __call__(self, text: str, variables: Mapping[str, str] | None) -> tuple[str, dict[str, int]]:
+    def __call__(
+        self, text: str, variables: Mapping[str, str] | None, context: str | None = None
+    ) -> RedactResult:
+        if self._takes_context:
+            return self._fn(text, variables, context=context)
         return self._fn(text, variables)
 
 
 def default_redactor() -> RedactFn:
     import redact
 
-    def _run(text: str, variables: Mapping[str, str] | None) -> tuple[str, dict[str, int]]:
-        result = redact.redact_detailed(text, variables)
+    def _run(text: str, variables: Mapping[str, str] | None, *, context: str | None = None) -> RedactResult:
+        result = redact.redact_in_dialogue(text, variables, context=context)
         return result.text, dict(result.counts)
 
-    return RedactFn(_run)
+    return RedactFn(_run, takes_context=True)
 
 
 @dataclass(slots=True)
@@ -175,6 +187,11 @@ class Call:
         self._finish_lock = asyncio.Lock()
         self._subscribers: set[asyncio.Queue[LiveEvent | None]] = set()
         self._summary: CallSummary | None = None
+        # Recent turns (audio start, end, unredacted text: memory only, never stored or logged) and turns
+        # still being transcribed, so an answer is redacted knowing the question before it.
+        self._turns: deque[tuple[float, float, str]] = deque(maxlen=16)
+        self._pending: dict[tuple[int, float], float] = {}
+        self._turns_changed = asyncio.Condition()
         # The first recording-storage failure (one line, no paths): the call then ends "failed" with it.
         self.storage_failure: str | None = None
         self._supervisor = asyncio.create_task(self._supervise(), name=f"call-{self.call_id}")
@@ -288,6 +305,8 @@ class Call:
                         continue
                     st.utterances.put_nowait(ev)
                 else:
+                    if isinstance(ev, Utterance):
+                        self._pending[(st.index, ev.start)] = ev.end
                     await st.utterances.put(ev)
         await st.utterances.put(_END)
 
@@ -321,6 +340,30 @@ class Call:
             await self._commit(st, key, item)
 
     async def _commit(self, st: _TrackState, key: str, utt: Utterance) -> None:
+        try:
+            await self._commit_turn(st, key, utt)
+        finally:
+            self._pending.pop((st.index, utt.start), None)
+            async with self._turns_changed:
+                self._turns_changed.notify_all()
+
+    async def _context_for(self, track: int, utt: Utterance) -> str | None:
+        """The previous turn by audio time (any track) as redaction context, waiting briefly for an earlier
+        turn of another track that is still being transcribed (a fast replay commits out of order)."""
+
+        def earlier_pending() -> bool:
+            return any(t != track and end <= utt.start + 0.3 for (t, _), end in self._pending.items())
+
+        async with self._turns_changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._turns_changed.wait_for(lambda: not earlier_pending()), 3.0)
+        best: tuple[float, float, str] | None = None
+        for turn in self._turns:
+            if utt.start - CONTEXT_S <= turn[1] <= utt.start + 0.3 and (best is None or turn[1] > best[1]):
+                best = turn
+        return best[2] if best is not None else None
+
+    async def _commit_turn(self, st: _TrackState, key: str, utt: Utterance) -> None:
         eng = self.engine
         eng.metrics.asr_queue_depth.inc()
         try:
@@ -335,8 +378,11 @@ class Call:
         raw = tr.text.strip()
         if not raw:
             return
+        # The previous turn tells what an answer like "jan.go.example.com" is.
+        context = await self._context_for(st.index, utt)
+        self._turns.append((utt.start, utt.end, raw))
         try:
-            text, counts = eng.redactor(raw, self.variables)
+            text, counts = eng.redactor(raw, self.variables, context)
         except Exception as exc:
             # Fail closed: nothing is written for this utterance and the text is not logged.
             st.failed += 1
