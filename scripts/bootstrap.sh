@@ -38,4 +38,8 @@ if [[ $want_test == 1 ]]; then
     $SUDO apt-get update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}" >/dev/null
   fi
+  # The PostgreSQL tests run the server as `postgres` (it refuses to run as root).
+  if [[ $(id -u) == 0 ]] && ! id postgres >/dev/null 2>&1; then
+    useradd --system --no-create-home --shell /usr/sbin/nologin postgres
+  fi
 fi
