@@ -120,8 +120,9 @@ def test_no_phi_or_clear_opus_in_files_or_logs_after_a_serve_call(serve_run: Ser
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=False,  # live-path ASR output is not bit-for-bit stable across runs; see the reason
-    reason="known leak (redact/ + WHIP): the model hears the e-mail as 'jane.go.exampl.com', which no "
-    "redactor matches, and WHIP calls carry no call variables, so the first name is stored",
+    reason="live ASR output varies: the model has heard the e-mail as 'jane.go.exampl.com'; the call's "
+    "variables (Converse-Call-Variables) and the previous turn as context now redact it (this passes in "
+    "recent runs), kept non-strict until it has held across many runs",
 )
 def test_stored_transcript_holds_no_phi(serve_run: ServeRun) -> None:
     """What an authorised reader sees (`transcripts show`): text is sealed at rest, so only this read can

@@ -30,7 +30,8 @@ def _get(url: str, token: str | None = None) -> tuple[int, str]:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+        with exc:  # the error holds the response socket
+            return exc.code, exc.read().decode()
 
 
 def test_call_is_transcribed_redacted_and_sealed(tmp_path: Path) -> None:
@@ -85,12 +86,14 @@ def test_wrong_token_and_bad_offer_are_refused(tmp_path: Path) -> None:
         )
         with pytest.raises(urllib.error.HTTPError) as bad:
             urllib.request.urlopen(req, timeout=10)
+        bad.value.close()  # the error holds the response socket
         assert bad.value.code == 400
         req.headers["Authorization"] = "Bearer wrong-token-wrong-token"
         with pytest.raises(urllib.error.HTTPError) as unauth:
             urllib.request.urlopen(req, timeout=10)
         assert unauth.value.code == 401
-        assert "wrong-token" not in unauth.value.read().decode()
+        with unauth.value:
+            assert "wrong-token" not in unauth.value.read().decode()
 
 
 def test_sigterm_during_two_calls_loses_nothing(tmp_path: Path) -> None:
