@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -102,6 +101,3 @@ def start_call(server: Server, fixture: Path, *extra: str) -> subprocess.Popen[s
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-_ = os

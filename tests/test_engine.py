@@ -15,7 +15,6 @@ from media.recording import read_recording
 from storage.keys import LocalKeyFile, track_key_context
 from storage.memory import MemoryRecordingStore, MemoryTranscriptStore
 from tests.support import FIXTURES
-from worker.contracts import FinalResult
 from worker.engine import Engine, EngineConfig, RedactFn
 from worker.metrics import Metrics
 from worker.replay import replay_one
@@ -62,7 +61,7 @@ async def test_replay_stores_only_redacted_text_and_sealed_audio(make_engine, st
     assert summary.utterances >= 1
     utts = await stores[0].get_utterances(summary.call_id)
     assert utts and all(u.text == "Call me at [PHONE] about the appointment." for u in utts)
-    assert all(u.redactions == {"PHONE": 1} or u.redactions == {"[PHONE]": 1} for u in utts)
+    assert all(u.redactions == {"PHONE": 1} for u in utts)
     raw = await stores[1].read_track(summary.call_id, 0)
     assert b"555" not in raw
     info = await stores[0].get_track(summary.call_id, 0)
@@ -141,9 +140,7 @@ async def test_slow_transcriber_does_not_block_event_loop(make_engine) -> None:
             lags.append(time.perf_counter() - t - 0.01)
 
     p = asyncio.create_task(probe())
-    results: list[FinalResult] = []
     summary = await replay_one(engine, fixture, realtime=False, emit=lambda e: None)
     p.cancel()
-    del results
     assert summary.utterances >= 1
     assert max(lags) < 0.1, f"event loop lag {max(lags):.3f}s"

@@ -95,9 +95,7 @@ def test_tampered_recording_is_named_on_export(tmp_path: Path) -> None:
     assert line.startswith(f"error: call {call_id} track 0: record ")
     assert not (tmp_path / "x.ogg").exists()
     # A cleanly ended call whose recording lost its tail is tampering, not a crash.
-    original = bytes(data)
     data[len(data) // 2] ^= 0x01
     obj.write_bytes(bytes(data[: len(data) * 3 // 4]))
     res = _export(env, call_id, 0, tmp_path / "y.ogg", check=False)
     assert res.returncode == 1 and "truncated" in res.stderr
-    del original
