@@ -8,7 +8,9 @@ email and credit-card recognizers on a no-op NLP engine (no spaCy model), each r
 [PHONE]/[EMAIL]/[CARD]. Presidio is optional: without it the bench says so and reports only ours.
 Timing: after a warm-up pass, N passes per redactor interleaved, best pass each, on this process's CPU
 clock by default (a noisy shared host slows both alike, and waiting for a core is not counted).
-Prints human lines; the LAST line is one JSON object. Writes JSON + PNG under benchmarks/results/.
+`redact` runs compiled by mypyc after `scripts/build_native.py` (bootstrap runs it), else as plain
+Python; the result names which. Prints human lines; the LAST line is one JSON object. Writes JSON + PNG
+under benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # a script: import the working tree's packages
 
-from redact import redact_text  # noqa: E402 - after the sys.path line above
+from redact import compiled, redact_text  # noqa: E402 - after the sys.path line above
 
 DEFAULT_CORPUS = ROOT / "tests" / "data" / "redaction_dev.jsonl"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -163,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = load(args.corpus)
     presidio, note = presidio_redactor()
     print(note)
-    named: list[tuple[str, Redact]] = [("converse redact", redact_text)]
+    ours = "converse redact (mypyc)" if compiled() else "converse redact (plain Python)"
+    named: list[tuple[str, Redact]] = [(ours, redact_text)]
     if presidio is not None:
         named.append((note, presidio))
     texts = [r["text"] for r in rows]
@@ -184,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "presidio": note,
+        "redact_compiled": compiled(),  # mypyc build (scripts/build_native.py) or plain Python
         "clock": args.clock,
         "repeat": args.repeat,
         "results": results,

@@ -7,6 +7,7 @@ variables, by placeholders ([PHONE], [EMAIL], [CARD], [SSN], [NAME], [DOB], ...)
 
 from redact.dialogue import redact_in_dialogue
 from redact.errors import RedactionError
+from redact.ids import safe_hex_id
 from redact.pipeline import (
     CARD,
     DEFAULT_ENTITIES,
@@ -19,6 +20,14 @@ from redact.pipeline import (
     redact_text,
 )
 
+
+def compiled() -> bool:
+    """Whether the redaction core runs compiled by mypyc (scripts/build_native.py), not as plain Python."""
+    from redact import pipeline
+
+    return not (pipeline.__file__ or "").endswith(".py")
+
+
 __all__ = [
     "CARD",
     "DEFAULT_ENTITIES",
@@ -28,7 +37,9 @@ __all__ = [
     "Redaction",
     "RedactionError",
     "Redactor",
+    "compiled",
     "redact_detailed",
     "redact_in_dialogue",
     "redact_text",
+    "safe_hex_id",
 ]

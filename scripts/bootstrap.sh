@@ -13,8 +13,8 @@ if [[ ! -x .venv/bin/python ]]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.converse-installed
-extras="scale"
-[[ $want_test == 1 ]] && extras="scale,dev"
+extras="scale,native"
+[[ $want_test == 1 ]] && extras="scale,native,dev"
 if [[ ! -f $stamp ]] || [[ pyproject.toml -nt $stamp ]] || ! grep -qx "$extras" "$stamp"; then
   log=.venv/install.log
   if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e ".[${extras}]"; } >"$log" 2>&1; then
@@ -24,6 +24,9 @@ if [[ ! -f $stamp ]] || [[ pyproject.toml -nt $stamp ]] || ! grep -qx "$extras" 
   fi
   echo "$extras" > "$stamp"
 fi
+# Compile the redaction package with mypyc when its source changed (a no-op otherwise); on failure it
+# says so in one line and redact runs as plain Python.
+.venv/bin/python scripts/build_native.py || true
 
 if [[ $want_test == 1 ]]; then
   missing=()

@@ -7,6 +7,7 @@ scripts/bootstrap.sh --test
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-# Three workers on two cores: most end-to-end tests wait on real-time audio, not on the CPU. Files stay
-# whole on one worker (their servers are module- or session-scoped). `-n 0` runs serially.
-exec .venv/bin/pytest -n 3 --dist loadfile "$@"
+# Four workers on two cores: most end-to-end tests wait on real-time audio, not on the CPU. Files stay
+# whole on one worker (their servers are module- or session-scoped), in the order tests/conftest.py gives
+# (long real-time files first, so the soak overlaps the rest). `-n 0` runs serially.
+exec .venv/bin/pytest -n 4 --dist loadfile --no-loadscope-reorder "$@"

@@ -37,6 +37,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from redact.ids import safe_hex_id
 from storage.errors import KeyDestroyedError, KeyError_, KeyFileError
 from storage.protocols import KeyProvider, TranscriptStore, WrappedKey, format_timestamp
 
@@ -187,7 +188,7 @@ class LocalKeyFile:
             pass
         self._ensure_dir()
         now = format_timestamp(datetime.now(UTC))
-        state = _KeyFile(secrets.token_hex(16), 1, {1: secrets.token_bytes(KEK_BYTES)}, {1: now}, (0, 0))
+        state = _KeyFile(safe_hex_id(), 1, {1: secrets.token_bytes(KEK_BYTES)}, {1: now}, (0, 0))
         tmp = self._write_temp(state)
         try:
             os.link(tmp, self.path)  # atomic and exclusive: the first creator wins

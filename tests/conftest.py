@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,9 @@ def kek_file(tmp_path: Path) -> Path:
     return tmp_path / "keys" / "kek.json"
 
 
-# Long real-time files start first, so the 10-minute soak overlaps everything else under xdist.
+# Long real-time files start first, so the 10-minute soak overlaps everything else under xdist (the test
+# command passes --no-loadscope-reorder: xdist would otherwise queue files by test count, one-test files
+# last).
 _FIRST = (
     "test_soak.py",
     "test_pods.py",
@@ -27,6 +31,9 @@ _FIRST = (
     "test_serve_e2e.py",
     "test_storage_outage.py",
     "test_fixtures_accuracy.py",
+    "test_bench_smoke.py",
+    "test_phi_sweep.py",
+    "test_webrtc_cpu.py",
     "test_storage_scale.py",
 )
 
@@ -34,3 +41,12 @@ _FIRST = (
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(_FIRST)))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Rebuild the mypyc modules of `redact` if its source changed, before any test imports it (on the
+    xdist controller only; a no-op when current): tests never run stale compiled code."""
+    if hasattr(config, "workerinput"):
+        return
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, str(repo / "scripts" / "build_native.py")], cwd=repo, check=False)

@@ -16,7 +16,6 @@ import contextlib
 import errno
 import os
 import time
-import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import structlog
 
 from media.events import PartialAudio, SpeechStarted, Transcript, Utterance
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE, EncodedFrame
+from redact.ids import safe_hex_id
 from storage.protocols import (
     CallInfo,
     KeyProvider,
@@ -612,7 +612,7 @@ class Engine:
         on_final: Callable[[FinalResult], None] | None = None,
     ) -> Call:
         info = CallInfo(
-            call_id=call_id or uuid.uuid4().hex,
+            call_id=call_id or safe_hex_id(),
             org_id=org_id or self.config.org_id,
             source=source,
             started_at=utc_now(),
