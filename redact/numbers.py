@@ -229,13 +229,29 @@ def _spoken(w: str, nxt: str) -> tuple[str, int]:
     return "", 0
 
 
-def tokenize(text: str) -> list[NumToken]:
+def scan(lower: str) -> list[re.Match[str]]:
+    """The digit runs and number words of `lower` (a text's lower case of the same length), in order."""
+    return list(_SCAN_RE.finditer(lower))
+
+
+def hint(matches: list[re.Match[str]]) -> int:
+    """At most how many digits the matches of `scan` can give: a run its length (separators counted,
+    an upper bound), a word two ("twenty" -> 20; "eight thousand" is two words)."""
+    n = 0
+    for m in matches:
+        first = m.string[m.start()]
+        n += m.end() - m.start() if first.isdigit() or first == "+" else 2
+    return n
+
+
+def tokenize(text: str, matches: list[re.Match[str]] | None = None) -> list[NumToken]:
+    """`matches`: `scan(text.lower())` if the caller has it (and the lower case keeps the length)."""
     tokens: list[NumToken] = []
     lower = text.lower()
-    if len(lower) == len(text):
-        matches = list(_SCAN_RE.finditer(lower))
-    else:
+    if len(lower) != len(text):
         lower, matches = text, list(_SCAN_RE_I.finditer(text))
+    elif matches is None:
+        matches = list(_SCAN_RE.finditer(lower))
     k, n, size = 0, len(matches), len(text)
     while k < n:
         m = matches[k]
@@ -275,6 +291,9 @@ def tokenize(text: str) -> list[NumToken]:
             tok = NumToken(s, last.end(), digits, True, False, False, used == 1 and w == "oh")
             k += used
         if not tok.blocked and len(tok.digits) < 7:  # "10 days", "20 mg": a quantity
+            if k < n and (gap := text[last.end() : matches[k].start()]) and not gap.strip(_JOINER):
+                tokens.append(tok)  # the next word is a number ("five five"), not a unit
+                continue
             nxt_word = _NEXT_WORD_RE.match(lower, last.end())
             if nxt_word is not None and nxt_word.group(1).lower().rstrip(".") in UNITS:
                 tok.blocked = True
@@ -294,9 +313,11 @@ def gap_link(gap: str) -> Link | None:
     return Link.BREAK
 
 
-def group(text: str, tokens: list[NumToken] | None = None) -> list[Group]:
-    """Join tokens into digit groups; see the module docstring."""
-    toks = tokenize(text) if tokens is None else tokens
+def group(
+    text: str, tokens: list[NumToken] | None = None, matches: list[re.Match[str]] | None = None
+) -> list[Group]:
+    """Join tokens into digit groups; see the module docstring. `matches`: as for `tokenize`."""
+    toks = tokenize(text, matches) if tokens is None else tokens
     groups: list[Group] = []
     cur: Group | None = None
     pending_plus: NumToken | None = None

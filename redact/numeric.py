@@ -8,6 +8,7 @@ accepted only when every group is 2-4 digits long, the way people pause inside a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from redact.card import is_card, luhn_valid
@@ -110,9 +111,10 @@ def _segment(
     return spans
 
 
-def find_numeric(text: str) -> list[Span]:
-    """PHONE / CARD / SSN spans in `text`, in order, not overlapping."""
-    groups = group(text)
+def find_numeric(text: str, matches: list[re.Match[str]] | None = None) -> list[Span]:
+    """PHONE / CARD / SSN spans in `text`, in order, not overlapping. `matches`: `numbers.scan` of the
+    text's lower case, if the caller has it."""
+    groups = group(text, matches=matches)
     open_digits = sum(len(g.digits) for g in groups if not g.blocked or g.soft)
     if open_digits < 7:  # times, doses, "press 2", "room 214": no entity is this short
         return []

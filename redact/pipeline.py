@@ -24,7 +24,7 @@ from redact.card import luhn_valid
 from redact.context import Cue, cue_index, nearest_cue
 from redact.email import CONTEXT_HINTS, TLDS, find_email_fallback, find_emails, merge_adjacent
 from redact.errors import RedactionError
-from redact.numbers import NUMBER_WORDS, ascii_digits, trie
+from redact.numbers import ascii_digits, hint, scan
 from redact.numeric import find_numeric
 from redact.spans import Span
 from redact.variables import compile_variables
@@ -34,20 +34,9 @@ DEFAULT_ENTITIES: frozenset[str] = frozenset({PHONE, EMAIL, CARD, SSN})
 _NUMERIC = frozenset({PHONE, CARD, SSN})
 
 # Lines with too few digits and number words cannot hold a digit entity: skip them without tokenising.
-# No entity has fewer than 7 digits (`redact.numeric.find_numeric`), a number word gives at most two
-# ("twenty" -> 20, "eight thousand" -> 8000 over two words), a digit character one. One scan finds both;
-# "(?<!\w)" (a word's "\b") first lets the engine leave a position inside a word after one test.
-_HINT_RE = re.compile(rf"\d|(?<!\w)(?:{trie(sorted(NUMBER_WORDS))})\b")
+# No entity has fewer than 7 digits (`redact.numeric.find_numeric`); `numbers.hint` bounds what the
+# digit runs and number words of one scan can give, and the recognisers reuse that scan.
 _MIN_DIGITS = 7
-
-
-def _numeric_hint(lower: str) -> int:
-    """At most how many digits the recognisers could find in the text whose lower case is `lower`, or
-    at least _MIN_DIGITS (then: run them)."""
-    hits = _HINT_RE.findall(lower)
-    if len(hits) >= _MIN_DIGITS:
-        return len(hits)
-    return sum(1 if len(h) == 1 else 2 for h in hits)  # a digit is one character, a word two or more
 
 
 # A spoken address ends in ".com"/"dot com" (a known TLD); a written one has an "@".
@@ -166,8 +155,9 @@ def find_spans(
 
 def _find(
     text: str, variables: Mapping[str, str] | None, entities: frozenset[str]
-) -> tuple[list[Span], bool]:
-    """Spans, and whether the digit recognisers ran (else the text holds fewer than 7 digits)."""
+) -> tuple[list[Span], bool, list[re.Match[str]] | None]:
+    """Spans; whether the digit recognisers ran (else the text holds fewer than 7 digits); the number
+    scan of the text as they saw it (None: not scanned, or rare Unicode whose lower case changes length)."""
     spans: list[Span] = []
     work = text
     lowered: str | None = None
@@ -187,22 +177,61 @@ def _find(
     if entities & _NUMERIC:
         if lowered is None:
             lowered = work.lower()
-        if len(lowered) != len(work) or _numeric_hint(lowered) >= _MIN_DIGITS:
-            # (a lower case that changes the length is rare Unicode: do not guess, run the recognisers)
+        if len(lowered) != len(work):  # rare Unicode: do not guess, run the recognisers
             spans.extend(s for s in find_numeric(work) if s.label in entities)
-            return spans, True
-    return spans, False
+            return spans, True, None
+        matches = scan(lowered)
+        if hint(matches) >= _MIN_DIGITS:
+            spans.extend(s for s in find_numeric(work, matches) if s.label in entities)
+            return spans, True, matches
+        return spans, False, matches
+    return spans, False, None
 
 
 _MAX_PASSES = 4
 
 
-def _redact_once(text: str, variables: Mapping[str, str] | None, entities: frozenset[str]) -> Redaction:
-    found, numeric = _find(text, variables, entities)
+def _is_word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"
+
+
+def _settled(
+    text: str, spans: list[Span], matches: list[re.Match[str]] | None, out: str, numeric: bool
+) -> bool:
+    """True when another pass over `out` (`text` with `spans` rendered) provably finds nothing, so it
+    can be skipped. Outside the placeholders `out` is `text` unchanged; unless a span cuts a word
+    ("five1111..." -> "five[CARD]", where "five" becomes a word), the digit runs and number words the
+    second pass would count are those of `matches` outside the spans (a run a span cuts counted whole),
+    and its e-mail checks are cheap enough to run here on `out` itself. `numeric`: digit entities asked
+    for."""
+    if matches is None and numeric:
+        return False  # rare Unicode whose lower case changes length: no bound, run the pass
+    size = len(text)
+    for sp in spans:
+        if sp.start > 0 and _is_word_char(text[sp.start - 1]) and _is_word_char(text[sp.start]):
+            return False
+        if sp.end < size and _is_word_char(text[sp.end]) and _is_word_char(text[sp.end - 1]):
+            return False
+    if matches is not None:
+        outside = [m for m in matches if not any(sp.start <= m.start() and m.end() <= sp.end for sp in spans)]
+        # A variable's placeholder may hold a number word ("[TWO]"); the built-in ones hold none.
+        named = sum(hint(scan(f"[{sp.label.lower()}]")) for sp in spans if sp.label not in DEFAULT_ENTITIES)
+        if hint(outside) + named >= _MIN_DIGITS:
+            return False
+    lowered = out.lower()
+    return not _has_email_hint(lowered) and not _has_email_context(lowered)
+
+
+def _redact_once(
+    text: str, variables: Mapping[str, str] | None, entities: frozenset[str]
+) -> tuple[Redaction, bool]:
+    """One pass, and whether a further pass would find nothing (`_settled`)."""
+    found, numeric, matches = _find(text, variables, entities)
     spans = _kept(found)
     if numeric and (extra := _surviving_runs(text, spans, entities)):
         spans = sorted([*spans, *extra], key=lambda s: s.start)
-    return _render(text, spans)
+    result = _render(text, spans)
+    return result, not spans or _settled(text, spans, matches, result.text, bool(entities & _NUMERIC))
 
 
 def redact_detailed(
@@ -212,11 +241,11 @@ def redact_detailed(
     entities: frozenset[str] = DEFAULT_ENTITIES,
 ) -> Redaction:
     try:
-        result = _redact_once(text, variables, entities)
+        result, settled = _redact_once(text, variables, entities)
         passes = 1
-        while result.counts and passes < _MAX_PASSES:  # idempotent: redact the output until nothing changes
+        while not settled and passes < _MAX_PASSES:  # idempotent: redact the output until nothing changes
             # Variables are matched once: a value that is also a placeholder's name ("NAME") would nest.
-            again = _redact_once(result.text, None, entities)
+            again, settled = _redact_once(result.text, None, entities)
             if not again.counts:
                 break
             counts = dict(result.counts)
