@@ -34,7 +34,10 @@ Then one media-only step (MEDIA_N calls of -60 dBFS white noise: below the VAD's
 no utterance reaches ASR) measures the media path alone: aiortc receive, Opus decode, resampling, VAD,
 sealing, storage, HTTP. Capacity = the largest N whose p95 is under BUDGET_P95_S with no frame lost and
 no failed call, every smaller N holding too. `--profile`: py-spy (if installed) records the worker during
-the step N = PROFILE_N (speedscope JSON + collapsed stacks under benchmarks/results/).
+the step N = PROFILE_N (speedscope JSON + collapsed stacks under benchmarks/results/). Last, the
+media-only step again on a second worker started with CONVERSE_SPEECH_BATCH_SECONDS=BASELINE_BATCH_S
+(a hop to the decode/VAD thread per 20 ms frame, as before that hot spot was fixed): the JSON's
+`media_gain_batching` is the before/after ratio of media CPU per call from this one run.
 
 Prints human lines; the LAST line is one JSON object. Writes benchmarks/results/e2e_capacity.json and
 e2e_capacity.png (p95 vs N; CPU per call vs N; memory per call); `--quick` (N = 1, 2 on ~12 s calls,
@@ -84,6 +87,7 @@ BUDGET_P95_S = 1.5  # issue 10
 STOP_P95_S = 3.0
 TARGET_CALLS = 16
 MEDIA_N = 8  # media-only step
+BASELINE_BATCH_S = 0.02  # the media-only step again with the old per-frame hop (before/after in one run)
 PROFILE_N, PROFILE_S = 8, 20
 WARMUP_SECONDS = 6.0
 PROBE_S = 0.1  # /healthz probe period
@@ -206,7 +210,10 @@ def machine_busy_s() -> float:
     return (sum(v[:8]) - v[3] - v[4]) / CLK
 
 
-def start_server(tmp: Path, max_calls: int) -> tuple[subprocess.Popen[str], str, Path]:
+def start_server(
+    tmp: Path, max_calls: int, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str, Path]:
+    tmp.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVERSE_")}
     env.update(
         CONVERSE_DATA_DIR=str(tmp / "data"),
@@ -218,6 +225,7 @@ def start_server(tmp: Path, max_calls: int) -> tuple[subprocess.Popen[str], str,
         CONVERSE_MAX_CALLS=str(max_calls),
         PYTHONUNBUFFERED="1",
     )
+    env.update(extra_env or {})
     log = tmp / "serve.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "worker", "serve"],
@@ -746,6 +754,30 @@ def main() -> None:
             )
         finally:
             stop_server(proc)
+        baseline = None
+        if not args.quick:  # the same media-only step on a worker that hops to the thread per 20 ms frame
+            base_dir = tmp / "baseline"
+            proc, url, _log = start_server(
+                base_dir, media_n + 4, {"CONVERSE_SPEECH_BATCH_SECONDS": str(BASELINE_BATCH_S)}
+            )
+            try:
+                step(url, proc.pid, base_dir, 1, WARMUP_SECONDS, rss_idle_kb=0)
+                time.sleep(1.0)
+                base_idle_kb = proc_status_kb(proc.pid, "VmRSS")
+                baseline = step(
+                    url,
+                    proc.pid,
+                    base_dir,
+                    media_n,
+                    seconds,
+                    media_only=True,
+                    cpus=cpus,
+                    rss_idle_kb=base_idle_kb,
+                )
+                baseline["speech_batch_seconds"] = BASELINE_BATCH_S
+                print(describe(baseline) + f" [baseline: speech batch {BASELINE_BATCH_S} s]", flush=True)
+            finally:
+                stop_server(proc)
     cap = None
     for r in steps:
         if not passes(r):
@@ -784,6 +816,13 @@ def main() -> None:
         },
         "steps": steps,
         "media_only": media,
+        "media_only_baseline": baseline,
+        # The hot spot fixed after the first quiet run: per-frame hops to the decode/VAD thread.
+        "media_gain_batching": (
+            round(baseline["server_cpu_pct_per_call"] / media["server_cpu_pct_per_call"], 2)
+            if baseline and media and media["server_cpu_pct_per_call"]
+            else None
+        ),
         "profile": profile,
     }
     write_json(args.out, name, summary)
@@ -792,6 +831,7 @@ def main() -> None:
         **summary,
         "steps": [{k: v for k, v in s.items() if k != "ttf_samples"} for s in steps],
         "media_only": {k: v for k, v in (media or {}).items() if k != "ttf_samples"},
+        "media_only_baseline": {k: v for k, v in (baseline or {}).items() if k != "ttf_samples"},
     }
     print(json.dumps(compact))
 

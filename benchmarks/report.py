@@ -240,6 +240,17 @@ def rows_e2e(d: dict[str, Any]) -> list[Row]:
                 _lt(m.get("rss_per_call_mb"), 15.0),
             )
         )
+    b = d.get("media_only_baseline") or {}
+    if b and d.get("media_gain_batching"):
+        gain = d["media_gain_batching"]
+        out.append(
+            (
+                f"media path before batching (hop per {b.get('speech_batch_seconds')} s), same run",
+                _fmt(b.get("server_cpu_pct_per_call"), " %", 2) + f" ({gain}x the batched)",
+                "",
+                None,
+            )
+        )
     return out
 
 

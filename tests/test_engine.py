@@ -144,3 +144,48 @@ async def test_slow_transcriber_does_not_block_event_loop(make_engine) -> None:
     p.cancel()
     assert summary.utterances >= 1
     assert max(lags) < 0.1, f"event loop lag {max(lags):.3f}s"
+
+
+async def test_an_answer_waits_for_the_question_of_a_lagging_track(
+    make_engine, stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redaction context is the previous turn by audio time even when one track's segmenter lags far
+    behind the other's (a fast replay on a loaded worker): the answer waits for the question."""
+    import itertools
+
+    import worker.engine as engine_mod
+
+    made = itertools.count()
+
+    class LaggingSpeech(engine_mod.TrackSpeech):  # type: ignore[misc]
+        """Track 0's decode/VAD is slow: 40 ms of thread time per batch."""
+
+        def __init__(self, **kw: object) -> None:
+            super().__init__(**kw)
+            self.slow = next(made) == 0
+
+        def process(self, batch, ended, partials):  # type: ignore[no-untyped-def]
+            if self.slow:
+                time.sleep(0.04)
+            return super().process(batch, ended, partials)
+
+    monkeypatch.setattr(engine_mod, "TrackSpeech", LaggingSpeech)
+    counter = itertools.count()
+    seen: dict[str, str | None] = {}
+
+    def redact_with_context(
+        text: str, variables: object, context: str | None = None
+    ) -> tuple[str, dict[str, int]]:
+        seen[text] = context
+        return text, {}
+
+    transcriber = FakeTranscriber(lambda pcm, partial: f"turn {next(counter)}")
+    engine: Engine = make_engine(transcriber, RedactFn(redact_with_context, takes_context=True))
+    fixture = load_fixture(FIXTURES / "call_phi")
+    summary = await replay_one(engine, fixture, realtime=False, emit=lambda e: None)
+    turns = sorted(await stores[0].get_utterances(summary.call_id), key=lambda u: u.end)
+    assert {u.track for u in turns} == {0, 1} and len(turns) >= 4
+    for u in turns:
+        earlier = [t for t in turns if t is not u and u.start - 20.0 <= t.end <= u.start + 0.3]
+        expected = max(earlier, key=lambda t: t.end).text if earlier else None
+        assert seen[u.text] == expected, (u.track, u.start, u.text)

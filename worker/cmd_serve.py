@@ -47,6 +47,13 @@ def _flag(value: str | None) -> bool:
     return str(value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def speech_batch_seconds(value: str) -> float:
+    seconds = float(value)
+    if not 0.0 <= seconds <= 1.0:  # past a second the live view and time to final suffer for nothing
+        raise ValueError(f"speech-batch-seconds must be between 0 and 1, not {value}")
+    return seconds
+
+
 def webrtc_config(args: argparse.Namespace) -> WebRtcConfig:
     ports = None
     if args.udp_ports:
@@ -117,6 +124,7 @@ async def _stop_tasks(tasks: list[asyncio.Task[None]]) -> None:
 async def run(args: argparse.Namespace) -> int:
     host, port = args.http_host, int(args.http_port)
     wcfg = webrtc_config(args)
+    batch_s = speech_batch_seconds(args.speech_batch_seconds)
     async with open_runtime(args) as rt:
         sec = open_security(
             Path(args.data_dir),
@@ -146,7 +154,11 @@ async def run(args: argparse.Namespace) -> int:
                     keys=rt.keys,
                     asr=asr,
                     metrics=metrics,
-                    config=EngineConfig(org_id=args.org_id, partials=_flag(args.partials)),
+                    config=EngineConfig(
+                        org_id=args.org_id,
+                        partials=_flag(args.partials),
+                        batch_window_s=batch_s,
+                    ),
                 )
                 async with Calls(engine, wcfg) as calls:
                     ctx = AppContext(

@@ -63,6 +63,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("loopback-only", "false", "Media on 127.0.0.1 only (tests, single-host demos)"),
     Setting("partials", "false", "Interim transcripts for the live view (true/false)"),
+    Setting(
+        "speech-batch-seconds",
+        "0.1",
+        "Frames of a track gathered per hop to the decode/VAD thread; adds at most this to time to final",
+    ),
     Setting("log-format", "json", "Log format: json or console"),
     Setting("log-level", "info", "Log level"),
 )

@@ -14,6 +14,7 @@ import asyncio
 import bisect
 import contextlib
 import errno
+import math
 import os
 import time
 from collections import deque
@@ -44,6 +45,7 @@ log = structlog.get_logger("worker.engine")
 _END = object()
 _MAX_BATCH = 50  # frames (1 s) per thread hop at most
 CONTEXT_S = 20.0  # how long a turn stays the context of the next one for redaction
+CONTEXT_WAIT_S = 10.0  # how long a final may wait for another track's earlier turn (only when it lags)
 
 
 def utc_now() -> str:
@@ -116,6 +118,8 @@ class _TrackState:
     failed: int = 0
     closed: bool = False
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    heard_until: float = 0.0  # seconds of track audio the segmenter has seen (inf once the track ended)
+    segmenting: bool = False  # a batch is in the decode/VAD thread
 
 
 class Track:
@@ -195,6 +199,7 @@ class Call:
         self._turns: deque[tuple[float, float, str]] = deque(maxlen=16)
         self._pending: dict[tuple[int, float], float] = {}
         self._turns_changed = asyncio.Condition()
+        self._context_waiters = 0  # finals waiting in _context_for (segmenters notify only then)
         # The first recording-storage failure (one line, no paths): the call then ends "failed" with it.
         self.storage_failure: str | None = None
         self._supervisor = asyncio.create_task(self._supervise(), name=f"call-{self.call_id}")
@@ -292,7 +297,18 @@ class Call:
                     assert isinstance(nxt, EncodedFrame)
                     batch.append(nxt)
             want_partials = self.engine.config.partials and bool(self._subscribers)
-            events = await asyncio.to_thread(st.speech.process, batch, ended, want_partials)
+            st.segmenting = True
+            try:
+                events = await asyncio.to_thread(st.speech.process, batch, ended, want_partials)
+            finally:
+                st.segmenting = False
+            if batch:
+                st.heard_until = (batch[-1].timestamp + FRAME_SAMPLES) / SAMPLE_RATE
+            if ended:
+                st.heard_until = math.inf
+            if self._context_waiters:
+                async with self._turns_changed:
+                    self._turns_changed.notify_all()
             for ev in events:
                 if isinstance(ev, SpeechStarted):
                     continue
@@ -345,15 +361,31 @@ class Call:
                 self._turns_changed.notify_all()
 
     async def _context_for(self, track: int, utt: Utterance) -> str | None:
-        """The previous turn by audio time (any track) as redaction context, waiting briefly for an earlier
-        turn of another track that is still being transcribed (a fast replay commits out of order)."""
+        """The previous turn by audio time (any track) as redaction context. Waits, at most CONTEXT_WAIT_S,
+        while another track may still produce an earlier turn: one of its utterances that ends before this
+        one starts is being transcribed, or its segmenter has frames left and has not heard that far (a
+        fast replay or a loaded worker runs the tracks out of step; "jane dot go at example" is only an
+        address after "what's your email?"). An idle track (no frames waiting) is never waited for."""
+        until = utt.start + 0.3
 
-        def earlier_pending() -> bool:
-            return any(t != track and end <= utt.start + 0.3 for (t, _), end in self._pending.items())
+        def earlier_possible() -> bool:
+            if any(t != track and end <= until for (t, _), end in self._pending.items()):
+                return True
+            return any(
+                o.index != track and o.heard_until < until and (o.segmenting or not o.frames.empty())
+                for o in self._tracks
+            )
 
-        async with self._turns_changed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._turns_changed.wait_for(lambda: not earlier_pending()), 3.0)
+        if earlier_possible():
+            self._context_waiters += 1
+            try:
+                async with self._turns_changed:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            self._turns_changed.wait_for(lambda: not earlier_possible()), CONTEXT_WAIT_S
+                        )
+            finally:
+                self._context_waiters -= 1
         best: tuple[float, float, str] | None = None
         for turn in self._turns:
             if utt.start - CONTEXT_S <= turn[1] <= utt.start + 0.3 and (best is None or turn[1] > best[1]):
