@@ -362,14 +362,16 @@ class Call:
 
     async def _context_for(self, track: int, utt: Utterance) -> str | None:
         """The previous turn by audio time (any track) as redaction context. Waits, at most CONTEXT_WAIT_S,
-        while another track may still produce an earlier turn: one of its utterances that ends before this
-        one starts is being transcribed, or its segmenter has frames left and has not heard that far (a
-        fast replay or a loaded worker runs the tracks out of step; "jane dot go at example" is only an
-        address after "what's your email?"). An idle track (no frames waiting) is never waited for."""
+        while another track may still produce an earlier turn: one of its utterances that started earlier
+        and ends before this one starts is being transcribed, or its segmenter has frames left and has not
+        heard that far (a fast replay or a loaded worker runs the tracks out of step; "jane dot go at
+        example" is only an address after "what's your email?"). An idle track is never waited for."""
         until = utt.start + 0.3
 
         def earlier_possible() -> bool:
-            if any(t != track and end <= until for (t, _), end in self._pending.items()):
+            # Only utterances that start earlier: two finals never wait for each other.
+            pending = self._pending.items()
+            if any(t != track and start < utt.start and end <= until for (t, start), end in pending):
                 return True
             return any(
                 o.index != track and o.heard_until < until and (o.segmenting or not o.frames.empty())
