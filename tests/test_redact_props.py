@@ -46,21 +46,16 @@ def digit_run(min_size: int, max_size: int) -> st.SearchStrategy[str]:
     return st.text("0123456789", min_size=min_size, max_size=max_size)
 
 
-@st.composite
-def mixed_text(draw: st.DrawFn) -> str:
-    pieces = draw(
-        st.lists(
-            st.one_of(
-                SAFE_WORDS,
-                digit_run(1, 19),
-                st.sampled_from(
-                    ["five", "oh", "double two", "at", "dot", "um", "example", "com", "one", "MRN", "call"]
-                ),
-            ),
-            max_size=25,
-        )
-    )
-    return "".join(p + draw(PUNCT) for p in pieces).strip()
+def pieces_text(words: list[str], separators: list[str], max_size: int) -> st.SearchStrategy[str]:
+    """Safe words, digit runs and `words`, each followed by one of `separators`."""
+    piece = st.one_of(SAFE_WORDS, digit_run(1, 19), st.sampled_from(words))
+    pair = st.tuples(piece, st.sampled_from(separators)).map("".join)
+    return st.lists(pair, max_size=max_size).map(lambda parts: "".join(parts).strip())
+
+
+def mixed_text() -> st.SearchStrategy[str]:
+    words = ["five", "oh", "double two", "at", "dot", "um", "example", "com", "one", "MRN", "call"]
+    return pieces_text(words, [" ", ", ", ". ", "? ", " - ", "... "], 25)
 
 
 @settings(max_examples=300)
@@ -104,23 +99,11 @@ def _every_pass(text: str, variables: dict[str, str] | None) -> str:
     return result.text
 
 
-@st.composite
-def glued_text(draw: st.DrawFn) -> str:
+def glued_text() -> st.SearchStrategy[str]:
     """Pieces sometimes glued without a separator ("five4111...", "a@b.com5551234567"): spans that cut
     a word, where skipping the second pass would be wrong."""
-    pieces = draw(
-        st.lists(
-            st.one_of(
-                SAFE_WORDS,
-                digit_run(1, 19),
-                st.sampled_from(
-                    ["five", "two", "oh", "double", "at", "dot", "com", "jo@x.com", "card", "mail"]
-                ),
-            ),
-            max_size=20,
-        )
-    )
-    return "".join(p + draw(st.sampled_from(["", " ", ", ", ". ", "-"])) for p in pieces).strip()
+    words = "five two oh double at dot com jo@x.com card mail".split()
+    return pieces_text(words, ["", " ", ", ", ". ", "-"], 20)
 
 
 @settings(max_examples=400)
