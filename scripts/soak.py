@@ -140,7 +140,8 @@ async def run_cli(args: list[str], env: dict[str, str], limit_s: float) -> tuple
 async def one_call(
     url: str, fx: Fixture, env: dict[str, str], token: str, stats: Stats, check: bool, min_recall: float
 ) -> None:
-    code, out, err = await run_cli(["call", url, str(fx.path), "--json", "--token", token], env, 600)
+    # "--token=": a generated token may start with "-", which argparse would take for an option.
+    code, out, err = await run_cli(["call", url, str(fx.path), "--json", f"--token={token}"], env, 600)
     stats.calls += 1
     try:
         result = json.loads(out.strip().splitlines()[-1])
@@ -225,7 +226,8 @@ async def soak(args: argparse.Namespace, url: str, pid: int | None, env: dict[st
             made += 1
             await one_call(url, fx, env, args.token, stats, check, args.min_word_recall)
 
-    await asyncio.gather(*(lane(i) for i in range(args.concurrency)))
+    if not stats.failed:  # a warm-up call that fails would fail the same way for ten minutes
+        await asyncio.gather(*(lane(i) for i in range(args.concurrency)))
     t_end = time.monotonic()
     sampling.cancel()
     rss_idle, fds_end = await idle_usage(pid, args.settle_s)
