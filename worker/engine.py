@@ -58,9 +58,9 @@ class EngineConfig:
     flush_interval_s: float = 1.0
     speech_queue_frames: int = 500  # 10 s of audio waiting for decode/VAD, then backpressure
     utterance_queue: int = 8  # utterances waiting for ASR per track, then backpressure
-    # A final can wait up to this long after its last frame: 0.06 s was ~20 ms slower at p50 for ~3% less CPU.
     # Gather frames this long so decode/VAD cross to a thread in batches: per frame the hop cost more than
-    # the work (e2e_capacity, media only: 6% of a core per call at 20 ms). Adds at most this to time to final.
+    # the work (e2e_capacity, media only: 6.1% of a core per call at 0.02 s, 5.1% at 0.1 s). Adds at most
+    # this to time to final (latency.py, one call: p50 0.48 s at 0.1 s).
     batch_window_s: float = 0.1
     asr_timeout_s: float = 60.0  # an ASR call that hangs longer fails that utterance, not the call
     partials: bool = False  # interim transcripts for the live view (only computed while someone watches)
@@ -390,7 +390,7 @@ class Call:
                 self._context_waiters -= 1
         best: tuple[float, float, str] | None = None
         for turn in self._turns:
-            if utt.start - CONTEXT_S <= turn[1] <= utt.start + 0.3 and (best is None or turn[1] > best[1]):
+            if utt.start - CONTEXT_S <= turn[1] <= until and (best is None or turn[1] > best[1]):
                 best = turn
         return best[2] if best is not None else None
 
