@@ -52,14 +52,15 @@ class OpusEncoder:
 class OpusDecoder:
     """Decodes Opus packets (mono or stereo, as WebRTC sends) to 48 kHz mono s16 PCM.
 
-    The decoder is opened mono so libopus downmixes internally: 1.6x cheaper than decoding stereo and
-    averaging in numpy (measured by benchmarks/vad_bench.py).
+    libopus, the reference decoder (what browsers run), opened mono: it downmixes stereo packets itself and
+    hands out s16, so a frame is one copy. FFmpeg's native `opus` decoder, used before, outputs float and
+    needed a numpy downmix and clip per frame: 1.5x the CPU (measured by benchmarks/vad_bench.py).
     """
 
     __slots__ = ("_ctx",)
 
     def __init__(self) -> None:
-        self._ctx = av.CodecContext.create("opus", "r")
+        self._ctx = av.CodecContext.create("libopus", "r")
         self._ctx.sample_rate = SAMPLE_RATE
         self._ctx.layout = "mono"
 
@@ -70,17 +71,21 @@ class OpusDecoder:
             frames = self._ctx.decode(av.Packet(payload))
         except (av.error.FFmpegError, ValueError) as exc:  # garbage payloads must not end the call
             raise OpusError(f"undecodable Opus packet of {len(payload)} bytes") from exc
-        out: list[bytes] = []
-        for frame in frames:
-            arr = frame.to_ndarray()
-            channels = len(frame.layout.channels)
-            # Planar arrays are (channels, samples); packed ones are (1, samples * channels).
-            arr = arr.reshape(channels, -1) if frame.format.is_planar else arr.reshape(-1, channels).T
-            mono = arr[0] if channels == 1 else arr.mean(axis=0, dtype=np.float32)
-            if frame.format.name.startswith(("flt", "dbl")):
-                mono = np.clip(mono * np.float32(32767.0), -32768.0, 32767.0)
-            out.append(mono.astype(np.int16).tobytes())
-        return b"".join(out)
+        if len(frames) == 1 and frames[0].format.name == "s16" and len(frames[0].layout.channels) == 1:
+            return frames[0].to_ndarray().tobytes()  # the only shape libopus opened mono gives
+        return b"".join(_mono_s16(frame) for frame in frames)
+
+
+def _mono_s16(frame: av.AudioFrame) -> bytes:
+    """Any decoded frame as mono s16 (a decoder that ignores the requested layout or sample format)."""
+    arr = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    # Planar arrays are (channels, samples); packed ones are (1, samples * channels).
+    arr = arr.reshape(channels, -1) if frame.format.is_planar else arr.reshape(-1, channels).T
+    mono = arr[0] if channels == 1 else arr.mean(axis=0, dtype=np.float32)
+    if frame.format.name.startswith(("flt", "dbl")):
+        mono = np.clip(mono * np.float32(32767.0), -32768.0, 32767.0)
+    return bytes(mono.astype(np.int16).tobytes())
 
 
 def write_ogg_opus(path: Path, packets: list[tuple[int, bytes]]) -> None:

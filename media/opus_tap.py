@@ -1,25 +1,24 @@
 """The encoded-frame seam into aiortc: received Opus payloads with their RTP timestamps, before any decode.
 
-aiortc (pinned: 1.16.0) has no public hook for encoded frames. Its per-receiver decoder thread
-(`aiortc.rtcrtpreceiver.decoder_worker`) calls the module-level `get_decoder(codec)` on the first frame of a
-codec, then `decoder.decode(jitter_frame)` for every frame leaving the jitter buffer, in order. This module is
-the ONLY place that touches that private seam (and the receiver's private jitter buffer, see `OpusTap.close`):
+aiortc (pinned: 1.16.0) has no public hook for encoded frames. `RTCRtpReceiver._handle_rtp_packet` runs on
+the event loop; each frame leaving the receiver's jitter buffer is put on the receiver's private
+`queue.Queue` (`__decoder_queue`) as `(codec, encoded_frame)`, and a per-receiver decoder thread
+(`decoder_worker`) takes it from there to decode it. This module is the ONLY place that touches that private
+seam (and the receiver's private jitter buffer, see `OpusTap.close`):
 
-- `install()` replaces `aiortc.rtcrtpreceiver.get_decoder` once, process-wide. For a receiver without a tap,
-  or a codec other than Opus, the replacement returns aiortc's own decoder: nothing changes.
-- `OpusTap(receiver, loop=...)` registers a tap for one `RTCRtpReceiver`. On its first Opus frame the decoder
-  thread finds the tap whose receiver owns the current thread (`receiver.__decoder_thread`), so the mapping
-  needs no track ids and no timing assumption beyond "attached before the first frame" (attach right after
-  `setRemoteDescription`; frames only flow after ICE and DTLS connect).
-- The tapped decoder hands `(payload, timestamp)` to the event loop with `loop.call_soon_threadsafe` into a
-  bounded deque. By default it does NOT decode (`decode=False`): the pipeline decodes Opus off the loop from
-  the payload it seals anyway, so aiortc's decode, the per-frame `run_coroutine_threadsafe` hand-off of PCM
-  and the `recv()` wake-ups are wasted CPU. The track must still be read with `recv()` from the start: with
-  no decoded frames its queue only ever holds aiortc's end-of-track `None`, and reading it tells us the
-  decoder thread has stopped.
-- aiortc's audio jitter buffer holds back 4 frames (prefetch) that never reach the decoder when the call
-  ends. `close()` takes those held frames out of the stopped receiver's jitter buffer, so every frame the
-  receiver accepted is delivered (in order, after the decoded ones) or shows up as a timestamp gap.
+- `OpusTap(receiver, loop=...)` replaces the receiver's decoder queue with a `_TapQueue`. Its `put`, called
+  on the loop, hands an Opus frame's `(payload, timestamp)` straight to the tap's bounded deque: no thread
+  hop. By default (`decode=False`) the frame stops there: the pipeline decodes Opus off the loop from the
+  payload it seals anyway, so aiortc's decode, its per-frame hand-offs between threads (a `queue.Queue`
+  put that wakes the decoder thread, a `run_coroutine_threadsafe` back with PCM) and the `recv()` wake-ups
+  are wasted CPU: the wake-up alone was a quarter of the loop thread's time (py-spy, 8 calls). Other codecs,
+  and Opus with `decode=True`, go on to aiortc's queue as before. `get` is the real queue's, so the decoder
+  thread, whenever it starts, waits there: idle until aiortc's end-of-track `None`, which `put` forwards.
+- The track must still be read with `recv()` from the start: with no decoded frames its queue only ever
+  holds aiortc's end-of-track `None`, and reading it tells us the receiver has stopped.
+- aiortc's audio jitter buffer holds back 4 frames (prefetch) that never leave it when the call ends.
+  `close()` takes those held frames out of the stopped receiver's jitter buffer, so every frame the
+  receiver accepted is delivered (in order, after the others) or shows up as a timestamp gap.
 
 `RtpTimeline` (sans-IO) turns the 32-bit RTP timestamps into track-relative 48 kHz sample counts and counts
 the frames missing in gaps; `opus_packet_samples` reads a packet's duration from its TOC byte (RFC 6716 3.1).
@@ -28,11 +27,9 @@ the frames missing in gaps; `opus_packet_samples` reads a packet's duration from
 from __future__ import annotations
 
 import asyncio
-import threading
+import queue
 from collections import deque
 from typing import Any, NamedTuple
-
-import aiortc.rtcrtpreceiver as _rtcrtpreceiver
 
 from media.frames import FRAME_SAMPLES
 
@@ -40,8 +37,8 @@ RTP_TS_MASK = 0xFFFF_FFFF
 _HALF = 1 << 31
 OPUS_MIME = "audio/opus"
 
-SEAM = "get_decoder"  # looked up by aiortc.rtcrtpreceiver.decoder_worker as a module global, per codec
-# aiortc name-mangled private attributes this module reads (pinned by tests/test_opus_tap.py).
+# aiortc name-mangled private attributes this module reads or replaces (pinned by tests/test_opus_tap.py).
+_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
 _JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 _TIMESTAMP_MAPPER = "_RTCRtpReceiver__timestamp_mapper"
@@ -61,51 +58,30 @@ class TappedFrame(NamedTuple):
     rtp_timestamp: int  # 32 bits; only differences are meaningful
 
 
-class _TapDecoder:
-    """What the decoder thread gets for a tapped Opus receiver."""
+class _TapQueue:
+    """Stands in for a receiver's decoder queue. `put` runs on the event loop (aiortc's RTP handler); `get`
+    runs on the decoder thread and is the real queue's."""
 
-    __slots__ = ("_inner", "_tap")
+    __slots__ = ("_inner", "_tap", "get")
 
-    def __init__(self, tap: OpusTap, inner: Any | None) -> None:
+    def __init__(self, tap: OpusTap, inner: queue.Queue[Any]) -> None:
         self._tap = tap
         self._inner = inner
+        self.get = inner.get
 
-    def decode(self, encoded_frame: Any) -> list[Any]:
-        self._tap._offer_threadsafe(bytes(encoded_frame.data), int(encoded_frame.timestamp) & RTP_TS_MASK)
-        if self._inner is None:
-            return []
-        result: list[Any] = self._inner.decode(encoded_frame)
-        return result
-
-
-_lock = threading.Lock()
-_taps: dict[int, OpusTap] = {}  # id(receiver) -> tap, while attached
-_original_get_decoder: Any = None
-
-
-def install() -> None:
-    """Wrap `aiortc.rtcrtpreceiver.get_decoder` (idempotent; safe for receivers without a tap)."""
-    global _original_get_decoder
-    with _lock:
-        if _original_get_decoder is None:
-            _original_get_decoder = getattr(_rtcrtpreceiver, SEAM)
-            setattr(_rtcrtpreceiver, SEAM, _tapped_get_decoder)
-
-
-def _tapped_get_decoder(codec: Any) -> Any:
-    original = _original_get_decoder
-    if str(codec.mimeType).lower() != OPUS_MIME:
-        return original(codec)
-    current = threading.current_thread()
-    with _lock:
-        tap = next((t for t in _taps.values() if getattr(t.receiver, _DECODER_THREAD, None) is current), None)
-    if tap is None:
-        return original(codec)
-    return _TapDecoder(tap, original(codec) if tap.decode else None)
+    def put(self, item: Any) -> None:
+        if item is not None:
+            codec, encoded_frame = item
+            if codec.mimeType.lower() == OPUS_MIME:
+                tap = self._tap
+                tap._put(TappedFrame(bytes(encoded_frame.data), int(encoded_frame.timestamp) & RTP_TS_MASK))
+                if not tap.decode:
+                    return
+        self._inner.put(item)
 
 
 class OpusTap:
-    """Encoded Opus frames of one receiver, in order, handed from aiortc's decoder thread to the loop.
+    """Encoded Opus frames of one receiver, in order, as aiortc's jitter buffer releases them (on the loop).
 
     Bounded: more than `max_frames` undelivered frames means the consumer stalled. That is terminal: the
     queued and all later frames are counted in `dropped`, `get()` raises `TapOverflowError` once and then
@@ -120,7 +96,6 @@ class OpusTap:
         max_frames: int = 1500,
         decode: bool = False,
     ) -> None:
-        install()
         self.receiver = receiver
         self.decode = decode
         self.max_frames = max_frames
@@ -134,17 +109,12 @@ class OpusTap:
         self._overflow_reported = False
         self._closing = False
         self._ended = False
-        with _lock:
-            _taps[id(receiver)] = self
+        # Attach before the first frame (right after setRemoteDescription): frames flow after ICE and DTLS.
+        inner = getattr(receiver, _DECODER_QUEUE, None)
+        if not isinstance(inner, queue.Queue):
+            inner = queue.Queue()
+        setattr(receiver, _DECODER_QUEUE, _TapQueue(self, inner))
 
-    # -- decoder thread side -------------------------------------------------------------------------
-    def _offer_threadsafe(self, payload: bytes, rtp_timestamp: int) -> None:
-        try:
-            self._loop.call_soon_threadsafe(self._put, TappedFrame(payload, rtp_timestamp))
-        except RuntimeError:  # the loop is closed: the call is gone, nobody can take the frame
-            self.dropped += 1
-
-    # -- loop side -----------------------------------------------------------------------------------
     def _put(self, frame: TappedFrame) -> None:
         if self._ended or self._overflowed:
             self.dropped += 1
@@ -185,10 +155,7 @@ class OpusTap:
         if self._closing:
             return
         self._closing = True
-        with _lock:
-            _taps.pop(id(self.receiver), None)
-        # call_soon is FIFO with call_soon_threadsafe: frames the thread handed over before it stopped are
-        # already queued on the loop and land before the flushed ones.
+        # Later, not now: a frame aiortc is handing over in this loop iteration still lands before the flush.
         self._loop.call_soon(self._flush_and_end)
 
     def _flush_and_end(self) -> None:

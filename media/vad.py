@@ -139,6 +139,12 @@ class Segmenter:
                 begin = first_voiced.end - self._frame_s - cfg.pre_roll - 1e-9
                 self._open([f for f in self._history if f.end > begin + self._frame_s], events)
             return
+        if frame.end - self._utt[-1].end >= self._frame_s + cfg.end_silence - 1e-9:
+            # The timeline jumped (a gap nobody filled with silence, such as a long hold): the utterance
+            # ended with its audio, and the new frame starts from idle.
+            self._close(events, split=False)
+            self._step(frame, events)
+            return
         self._utt.append(frame)
         self._voiced += frame.voiced
         self._announce(events)

@@ -189,3 +189,40 @@ async def test_an_answer_waits_for_the_question_of_a_lagging_track(
         earlier = [t for t in turns if t is not u and u.start - 20.0 <= t.end <= u.start + 0.3]
         expected = max(earlier, key=lambda t: t.end).text if earlier else None
         assert seen[u.text] == expected, (u.track, u.start, u.text)
+
+
+async def test_partials_reach_a_live_viewer_when_enabled(
+    stores: tuple[MemoryTranscriptStore, MemoryRecordingStore], tmp_path: Path
+) -> None:
+    """`partials=True` (CONVERSE_PARTIALS): while someone watches, utterances in progress are transcribed
+    about once a second and published as "partial" events before their final."""
+    sched = AsrScheduler(FakeTranscriber(lambda pcm, partial: "interim" if partial else "done"), workers=2)
+    engine = Engine(
+        transcripts=stores[0],
+        recordings=stores[1],
+        keys=LocalKeyFile(tmp_path / "kek.json"),
+        asr=sched,
+        metrics=Metrics(),
+        config=EngineConfig(flush_interval_s=0.05, partials=True),
+    )
+    fixture = load_fixture(FIXTURES / "example_call.flac")
+    seen: list[tuple[str, str]] = []
+    started = asyncio.Event()
+
+    async def watch() -> None:
+        await started.wait()
+        (call,) = engine.active_calls()
+        async for ev in call.live():
+            seen.append((ev.kind, ev.text))
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            viewer = tg.create_task(watch())
+            await replay_one(engine, fixture, realtime=True, emit=lambda e: started.set())
+            await asyncio.wait_for(viewer, 5)
+    finally:
+        await sched.aclose()
+    kinds = [k for k, _ in seen]
+    assert "partial" in kinds and "final" in kinds
+    assert kinds.index("partial") < kinds.index("final")
+    assert {t for k, t in seen if k == "partial"} == {"interim"}

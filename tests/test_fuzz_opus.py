@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from media.opus import OpusDecoder, OpusError
+from media.opus_tap import opus_packet_samples
 from tests.fuzz.seeds import mutate_bytes, opus_packets
 from tests.fuzz.support import fuzz, one_line
 
@@ -67,20 +68,19 @@ def test_decoder_survives_a_burst_of_garbage(garbage: list[bytes]) -> None:
     still_decodes(decoder)
     for payload in garbage:
         decode_checked(decoder, payload)
-    # The decoder is still usable for the rest of the call. The first good packet after a SILK-mode one
-    # may carry a few samples of FFmpeg's resampler delay (b"\x00" then a CELT packet gives 984 samples;
-    # worker.track pads/cuts to 960), so only the steady state is exact.
+    # The decoder is still usable for the rest of the call: every good packet gives its 20 ms.
     sizes = [len(decoder.decode(packet)) // 2 for packet in PACKETS]
-    assert all(900 <= n <= 1100 for n in sizes) and sizes[-1] == 960, sizes
+    assert sizes == [960] * len(PACKETS), sizes
 
 
 def test_regression_silk_then_celt_packet_length() -> None:
-    """Found by the fuzzer: not a crash, a length: a 1-byte SILK packet (TOC 0x00) before a CELT packet
-    makes that packet decode to 984 samples, not 960. Consumers must not assume 960 per packet."""
+    """Found by the fuzzer with FFmpeg's native decoder: a 1-byte SILK packet (TOC 0x00) before a CELT packet
+    made that packet decode to 984 samples, not 960 (resampler delay). libopus, the reference decoder, keeps
+    every packet at its own duration (the 1-byte packet is a 10 ms frame, `opus_packet_samples`)."""
     decoder = OpusDecoder()
     decoder.decode(PACKETS[0])
-    decoder.decode(b"\x00")
-    assert [len(decoder.decode(p)) // 2 for p in PACKETS[1:4]] == [984, 960, 960]
+    assert len(decoder.decode(b"\x00")) // 2 == opus_packet_samples(b"\x00") == 480
+    assert [len(decoder.decode(p)) // 2 for p in PACKETS[1:4]] == [960, 960, 960]
 
 
 def test_empty_payload_is_no_audio() -> None:

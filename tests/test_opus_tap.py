@@ -17,7 +17,6 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from media import opus_tap
 from media.opus_tap import OpusTap, Placed, RtpTimeline, TapOverflowError, TappedFrame, opus_packet_samples
 from worker.webrtc import loopback_only
 
@@ -29,29 +28,27 @@ def loopback() -> Iterator[None]:
 
 
 def test_aiortc_seam_is_what_the_tap_expects() -> None:
-    """Fails when an aiortc upgrade moves the seam: then re-read decoder_worker and adapt opus_tap."""
+    """Fails when an aiortc upgrade moves the seam: then re-read RTCRtpReceiver and adapt opus_tap."""
     assert aiortc.__version__ == "1.16.0"
-    opus_tap.install()
-    original = opus_tap._original_get_decoder
-    assert original is not None
-    assert list(inspect.signature(original).parameters) == ["codec"]
-    assert getattr(rtcrtpreceiver, opus_tap.SEAM) is opus_tap._tapped_get_decoder
+    receiver_source = inspect.getsource(rtcrtpreceiver.RTCRtpReceiver)
+    for needle in (
+        "self.__decoder_queue: queue.Queue = queue.Queue()",
+        "self.__decoder_queue.put((codec, encoded_frame))",  # _handle_rtp_packet, on the loop
+        "self.__decoder_queue.put(None)",  # __stop_decoder: the end of the track
+        "self.__decoder_thread = threading.Thread(",
+        "self.__jitter_buffer = JitterBuffer(",
+        "self.__timestamp_mapper.map(",
+    ):
+        assert needle in receiver_source
+    assert "async def _handle_rtp_packet" in receiver_source
     worker_source = inspect.getsource(rtcrtpreceiver.decoder_worker)
-    assert "decoder = get_decoder(codec)" in worker_source
-    assert "frames = decoder.decode(encoded_frame)" in worker_source
+    assert "task = input_q.get()" in worker_source
     assert list(inspect.signature(rtcrtpreceiver.decoder_worker).parameters) == [
         "loop",
         "input_q",
         "output_q",
         "decode_error",
     ]
-    receive_source = inspect.getsource(rtcrtpreceiver.RTCRtpReceiver)
-    for needle in (
-        "self.__decoder_thread = threading.Thread(",
-        "self.__jitter_buffer = JitterBuffer(",
-        "self.__timestamp_mapper.map(",
-    ):
-        assert needle in receive_source
     jitter = JitterBuffer(capacity=16, prefetch=4)
     assert {"_origin", "_packets"} <= set(vars(jitter)) and jitter.capacity == 16
 

@@ -1,4 +1,5 @@
-"""RFC 9605 Appendix C vectors (../shared/data/sframe_rfc9605_vectors.json), every case, both directions."""
+"""RFC 9605 Appendix C vectors (tests/data/sframe_rfc9605_vectors.json, the repo's copy of
+../shared/data/sframe_rfc9605_vectors.json: test_sframe_js checks they match), every case, both directions."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from media import sframe
 
-VECTORS_PATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "sframe_rfc9605_vectors.json"
+VECTORS_PATH = Path(__file__).resolve().parent / "data" / "sframe_rfc9605_vectors.json"
 VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text())
 HEADER: list[dict[str, Any]] = VECTORS["header"]
 CTR_HMAC: list[dict[str, Any]] = VECTORS["aes_ctr_hmac"]

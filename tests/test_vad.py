@@ -138,6 +138,20 @@ def test_flush_mid_utterance() -> None:
     assert not seg.in_speech and seg.flush(0.8) == []
 
 
+def test_a_jump_in_time_ends_the_open_utterance() -> None:
+    """A track whose timeline jumps (a minute on hold, not filled with silence) while speech is open: the
+    utterance ends where its audio did; speech after the jump is a new utterance (no split over the gap)."""
+    seg = Segmenter(cfg(max_utterance=15.0), scripted)
+    events = run(seg, "." * 10 + "V" * 30)  # speech from 0.2 s, still open at 0.8 s
+    assert kinds(events) == ["SpeechStarted"]
+    events = run(seg, "V" * 30 + "." * 30, t0=61.0)
+    assert kinds(events) == ["Utterance", "SpeechStarted", "Utterance"]
+    first, _, second = events
+    assert isinstance(first, Utterance) and isinstance(second, Utterance)
+    assert first.speech_end == pytest.approx(0.8) and not first.split
+    assert second.start == pytest.approx(61.0) and second.speech_end == pytest.approx(61.6)
+
+
 def test_energy_gate_overrides_classifier() -> None:
     seg = Segmenter(cfg(), scripted)  # `scripted` calls every non-zero frame speech
     assert run(seg, "f" * 200) == []  # ... but -64 dBFS is under the -50 dBFS floor
