@@ -7,7 +7,9 @@ dir and KEK, default ASR settings) and, after one warm-up call, sweeps N over SW
 are made by ceil(N / CALLS_PER_CLIENT) client processes (this script with `--client`), each running its
 calls concurrently through `worker.call_client.run_call` (aiortc, Opus, WHIP, loopback ICE): call i
 replays bench fixture i mod 10 (fixtures/bench, ground truth in its manifest) cut to ~SECONDS of audio,
-in real time, starting i * STAGGER_S / N s after the first. A step stops the sweep when its p95 passes
+in real time, starting i * STAGGER_S / N s after the first. Each client Opus-encodes its calls before the
+step starts and aiortc sends those packets as they are (`--encode-live`: aiortc encodes every frame during
+the call, as a browser does, on the same 2 cores as the worker). A step stops the sweep when its p95 passes
 STOP_P95_S (or calls fail).
 
 Per N:
@@ -95,6 +97,8 @@ RSS_S = 0.25  # VmRSS sampling period
 QUICK_SWEEP, QUICK_SECONDS, QUICK_MEDIA_N = (1, 2), 12.0, 2
 TOKEN = "e2e-capacity-bench-token-0123456789"  # noqa: S105 - a throwaway token for a loopback worker
 NOISE_DBFS = -60.0
+TAIL_S = 1.5  # silence sent after each call's audio (run_call's default)
+ENCODE_LIVE = False  # --encode-live: clients encode while sending, as before pre-encoding
 TARGET_MEDIA_PCT, TARGET_MB = 3.0, 15.0  # issue 10: media path % of a core per call; MB per call
 CLK = os.sysconf("SC_CLK_TCK")
 _VENV_SPY = Path(sys.executable).parent / "py-spy"
@@ -134,12 +138,24 @@ def client_main() -> None:
 
     cc.FixtureTrack = StampedTrack  # type: ignore[misc]  # run_call builds its tracks from this name
 
-    async def one(c: dict[str, Any], start: float) -> dict[str, Any]:
-        call = bench[c["index"] % len(bench)]
-        pcm = call.fixture.tracks[0].pcm
+    def audio(c: dict[str, Any]) -> Any:
+        pcm = bench[c["index"] % len(bench)].fixture.tracks[0].pcm
         if spec["media_only"]:
             rms = 32768 * 10 ** (NOISE_DBFS / 20)
             pcm = np.random.default_rng(c["index"]).normal(0, rms, len(pcm)).round().astype(np.int16)
+        return pcm
+
+    # Opus-encoded before "ready" (unless --encode-live): during the step a client only sends packets, so
+    # its CPU is the WebRTC send path, not an encoder per call competing with the worker for the 2 cores.
+    encoded = {
+        c["index"]: None if spec["encode_live"] else [cc.encode_track(pcm, cc.track_frames(len(pcm), TAIL_S))]
+        for c in spec["calls"]
+        for pcm in [audio(c)]
+    }
+
+    async def one(c: dict[str, Any], start: float) -> dict[str, Any]:
+        call = bench[c["index"] % len(bench)]
+        pcm = audio(c)
         tracks: list[Any] = []
         _TRACKS.set(tracks)
         await asyncio.sleep(max(0.0, start + c["offset"] - time.time()))
@@ -147,7 +163,15 @@ def client_main() -> None:
         try:
             # loopback_only is entered once for the whole process below: run_call's own (per call) save and
             # restore of aioice's address lookup is not safe for overlapping calls in one process.
-            r = await cc.run_call(spec["url"], [pcm], spec["token"], True, loopback_only=False)
+            r = await cc.run_call(
+                spec["url"],
+                [pcm],
+                spec["token"],
+                True,
+                tail_s=TAIL_S,
+                loopback_only=False,
+                packets=encoded[c["index"]],
+            )
             out.update(
                 call_id=r["call_id"],
                 frames_sent=sum(r["frames_sent"]),
@@ -410,6 +434,7 @@ def run_clients(
             "media_only": media_only,
             "calls": calls,
             "cpus": cpus,
+            "encode_live": ENCODE_LIVE,
         }
         p = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--client"],
@@ -677,8 +702,15 @@ def main() -> None:
     parser.add_argument("--pin-clients", metavar="CPUS", help="pin client processes to these CPUs, e.g. 1")
     parser.add_argument("--profile", action="store_true", help=f"py-spy the worker at N = {PROFILE_N}")
     parser.add_argument("--sweep", help="comma-separated N to run instead of SWEEP (ad hoc; own file name)")
+    parser.add_argument(
+        "--encode-live",
+        action="store_true",
+        help="clients Opus-encode while they send (aiortc per frame) instead of before the step",
+    )
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global ENCODE_LIVE
+    ENCODE_LIVE = args.encode_live
     if args.client:
         client_main()
         return
@@ -802,6 +834,7 @@ def main() -> None:
             "budget_p95_s": BUDGET_P95_S,
             "stop_p95_s": STOP_P95_S,
             "pin_clients": cpus,
+            "clients_encode_live": ENCODE_LIVE,
             "noise_dbfs": NOISE_DBFS,
         },
         "machine": info,

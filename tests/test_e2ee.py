@@ -35,7 +35,7 @@ from tests.browser_util import best_correlation, envelope
 from tests.fakes_engine import FakeEngine, FakeSession
 from tests.support import FIXTURES
 from worker import cmd_call
-from worker.call_client import FrameProtector, WhipClientError, b64url, run_call
+from worker.call_client import FrameProtector, WhipClientError, b64url, encode_track, run_call, track_frames
 from worker.cli import CommandError
 from worker.e2ee import (
     CLEAR_REASON,
@@ -282,6 +282,23 @@ async def test_protected_call_reaches_the_pipeline_as_opus_and_the_wire_carries_
     pcm, errors = decode_all([f.payload for f in pipeline.frames])
     assert errors == 0
     assert best_correlation(envelope(pcm), envelope(sent), max_lag=100) > 0.8
+
+
+async def test_pre_encoded_packets_arrive_byte_for_byte(make_server: MakeServer) -> None:
+    """The benchmark clients' path: Opus packets encoded before the call are sent as they are (protected
+    here too), and the pipeline gets exactly those packets, in order, none lost."""
+    server = await make_server()
+    sent = bursts(2.0)
+    packets = encode_track(sent, track_frames(len(sent), 0.3))
+    protector = FrameProtector(4, secrets.token_bytes(16), 3)
+    result = await run_call(server.url, [sent], TOKEN, tail_s=0.3, sframe=protector, packets=[packets])
+    assert result["server"]["status"] == "ended" and result["frames_sent"] == [len(packets)]
+    (pipeline,) = server.engine.only().tracks
+    assert pipeline.lost == 0
+    assert [f.payload for f in pipeline.frames] == packets
+    assert [f.timestamp for f in pipeline.frames] == [i * 960 for i in range(len(packets))]
+    with pytest.raises(WhipClientError, match="packets for 2 tracks, fixture has 1"):
+        await run_call(server.url, [sent], TOKEN, packets=[packets, packets])
 
 
 class FailingProtector(FrameProtector):

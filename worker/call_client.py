@@ -34,6 +34,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSession
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE
+from media.opus import OpusEncoder
 from media.opus_send_tap import SendTap
 from media.sframe_session import MemoryCounterStore, SFrameSender, key_fingerprint
 from worker.webrtc import loopback_only as _loopback_only
@@ -47,15 +48,29 @@ class WhipClientError(Exception):
 
 
 class FixtureTrack(MediaStreamTrack):
-    """One fixture track as 20 ms `av.AudioFrame`s (s16 mono 48 kHz), paced by pts when `realtime`."""
+    """One fixture track as 20 ms `av.AudioFrame`s (s16 mono 48 kHz), paced by pts when `realtime`.
+
+    With `packets` (one Opus packet per 20 ms frame, from `encode_track`) it hands aiortc those as
+    `av.Packet`s instead, which aiortc sends as they are: a benchmark's many client calls then cost no
+    encoding while they run (aiortc encodes each frame on its executor otherwise)."""
 
     kind = "audio"
 
-    def __init__(self, samples: npt.NDArray[np.int16], total_frames: int, *, realtime: bool = True) -> None:
+    def __init__(
+        self,
+        samples: npt.NDArray[np.int16],
+        total_frames: int,
+        *,
+        realtime: bool = True,
+        packets: Sequence[bytes] | None = None,
+    ) -> None:
         super().__init__()
         self._samples = np.ascontiguousarray(samples, dtype=np.int16).reshape(-1)
         self._total = total_frames
         self._realtime = realtime
+        if packets is not None and len(packets) < total_frames:
+            raise WhipClientError(f"{len(packets)} Opus packets for a track of {total_frames} frames")
+        self._packets = packets
         self._start: float | None = None
         self.frames_sent = 0
         self.done = asyncio.Event()
@@ -66,7 +81,7 @@ class FixtureTrack(MediaStreamTrack):
         super().stop()
         self.done.set()
 
-    async def recv(self) -> av.AudioFrame:
+    async def recv(self) -> av.AudioFrame | av.Packet[Any]:
         if self.readyState != "live" or self.frames_sent >= self._total:
             self.done.set()
             self.stop()
@@ -81,6 +96,12 @@ class FixtureTrack(MediaStreamTrack):
                 await asyncio.sleep(wait)
         else:
             await asyncio.sleep(0)
+        if self._packets is not None:
+            packet = av.Packet(self._packets[index])
+            packet.pts = index * FRAME_SAMPLES
+            packet.time_base = TIME_BASE
+            self.frames_sent += 1
+            return packet
         chunk = self._samples[index * FRAME_SAMPLES : (index + 1) * FRAME_SAMPLES]
         if len(chunk) < FRAME_SAMPLES:
             chunk = np.concatenate([chunk, np.zeros(FRAME_SAMPLES - len(chunk), dtype=np.int16)])
@@ -90,6 +111,20 @@ class FixtureTrack(MediaStreamTrack):
         frame.time_base = TIME_BASE
         self.frames_sent += 1
         return frame
+
+
+def track_frames(samples: int, tail_s: float) -> int:
+    """20 ms frames a call sends for a track of `samples` (48 kHz): the audio, then `tail_s` of silence."""
+    return math.ceil(samples / FRAME_SAMPLES) + math.ceil(tail_s * SAMPLE_RATE / FRAME_SAMPLES)
+
+
+def encode_track(samples: npt.NDArray[np.int16], frames: int) -> list[bytes]:
+    """The Opus packets `FixtureTrack` would have aiortc encode for `frames` frames of `samples`."""
+    pcm = np.zeros(frames * FRAME_SAMPLES, dtype=np.int16)
+    flat = np.asarray(samples, dtype=np.int16).reshape(-1)[: len(pcm)]
+    pcm[: len(flat)] = flat
+    encoder = OpusEncoder()
+    return [encoder.encode(pcm[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES].tobytes()) for i in range(frames)]
 
 
 def b64url(data: bytes) -> str:
@@ -180,11 +215,16 @@ async def run_call(
     loopback_only: bool = False,
     headers: Mapping[str, str] | None = None,
     sframe: FrameProtector | None = None,
+    packets: Sequence[Sequence[bytes]] | None = None,
 ) -> dict[str, Any]:
     """Call the worker at `url` with the fixture; return {"call_id", "location", "frames_sent" per track,
-    "packets_sent" per track, "duration_s", "server": the DELETE response (the call's summary)}."""
+    "packets_sent" per track, "duration_s", "server": the DELETE response (the call's summary)}.
+
+    `packets`: each track already Opus-encoded (`encode_track(track, track_frames(longest, tail_s))`)."""
     if not fixture_tracks:
         raise WhipClientError("fixture has no tracks")
+    if packets is not None and len(packets) != len(fixture_tracks):
+        raise WhipClientError(f"packets for {len(packets)} tracks, fixture has {len(fixture_tracks)}")
     context = _loopback_only() if loopback_only else contextlib.nullcontext()
     with context:
         return await _run_call(
@@ -197,6 +237,7 @@ async def run_call(
             connect_timeout_s,
             headers,
             sframe,
+            packets,
         )
 
 
@@ -210,10 +251,13 @@ async def _run_call(
     connect_timeout_s: float,
     headers: Mapping[str, str] | None,
     sframe: FrameProtector | None,
+    packets: Sequence[Sequence[bytes]] | None,
 ) -> dict[str, Any]:
-    longest = max(len(t) for t in fixture_tracks)
-    total = math.ceil(longest / FRAME_SAMPLES) + math.ceil(tail_s * SAMPLE_RATE / FRAME_SAMPLES)
-    tracks = [FixtureTrack(t, total, realtime=realtime) for t in fixture_tracks]
+    total = track_frames(max(len(t) for t in fixture_tracks), tail_s)
+    tracks = [
+        FixtureTrack(t, total, realtime=realtime, packets=packets[i] if packets is not None else None)
+        for i, t in enumerate(fixture_tracks)
+    ]
     opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"]
     auth = {"Authorization": f"Bearer {token}"}
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -255,7 +299,7 @@ async def _run_call(
                     await ended
                 raise WhipClientError(f"connection {pc.connectionState} during the call")
             await asyncio.sleep(settle_s)  # the last packets are on their way
-            packets = [await _packets_sent(s) for s in senders]
+            sent = [await _packets_sent(s) for s in senders]
             server = await _delete(http, location, auth)
             location_done, location = location, None
         finally:
@@ -270,7 +314,7 @@ async def _run_call(
         "location": location_done,
         "tracks": len(tracks),
         "frames_sent": [t.frames_sent for t in tracks],
-        "packets_sent": packets,
+        "packets_sent": sent,
         "duration_s": round(time.monotonic() - started, 3),
         "server": server,
     }
