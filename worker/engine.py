@@ -38,6 +38,7 @@ from storage.protocols import (
 )
 from worker.contracts import CallSummary, FinalResult, LiveEvent
 from worker.metrics import Metrics
+from worker.speech_pool import SpeechPool
 from worker.track import TrackSealer, TrackSpeech
 
 log = structlog.get_logger("worker.engine")
@@ -58,9 +59,9 @@ class EngineConfig:
     flush_interval_s: float = 1.0
     speech_queue_frames: int = 500  # 10 s of audio waiting for decode/VAD, then backpressure
     utterance_queue: int = 8  # utterances waiting for ASR per track, then backpressure
-    # Gather frames this long so decode/VAD cross to a thread in batches: per frame the hop cost more than
-    # the work (e2e_capacity, media only: 6.1% of a core per call at 0.02 s, 5.1% at 0.1 s). Adds at most
-    # this to time to final (latency.py, one call: p50 0.48 s at 0.1 s).
+    # Gather frames this long so decode/VAD cross to a thread in batches, all tracks in one hop per tick: per
+    # frame the hop cost more than the work (e2e_capacity, media only: 4.8% of a core per call at 0.02 s,
+    # 3.7% at 0.1 s). Adds at most this to time to final (latency.py, one call: p50 0.48 s at 0.1 s).
     batch_window_s: float = 0.1
     asr_timeout_s: float = 60.0  # an ASR call that hangs longer fails that utterance, not the call
     partials: bool = False  # interim transcripts for the live view (only computed while someone watches)
@@ -285,10 +286,11 @@ class Call:
             else:
                 assert isinstance(item, EncodedFrame)
                 batch.append(item)
-                # Let the window's frames arrive, then take them all: one timer and one thread hop per
-                # batch (a wait_for per frame costs a task each, and the hop costs more than the work).
+                # Let the window's frames arrive, then take them all: the pool's shared tick wakes every
+                # track at once and their batches cross to the thread in one hop (a wait_for per frame costs
+                # a task each, and a hop costs more than a track's work).
                 if window > 0 and st.frames.empty():  # real time (a full-speed replay never waits)
-                    await asyncio.sleep(window)
+                    await self.engine.speech.tick()
                 while len(batch) < _MAX_BATCH and not st.frames.empty():
                     nxt = st.frames.get_nowait()
                     if nxt is _END:
@@ -299,7 +301,7 @@ class Call:
             want_partials = self.engine.config.partials and bool(self._subscribers)
             st.segmenting = True
             try:
-                events = await asyncio.to_thread(st.speech.process, batch, ended, want_partials)
+                events = await self.engine.speech.process(st.speech, batch, ended, want_partials)
             finally:
                 st.segmenting = False
             if batch:
@@ -629,6 +631,7 @@ class Engine:
         self.metrics = metrics or Metrics()
         self.redactor = redactor or default_redactor()
         self.config = config or EngineConfig()
+        self.speech = SpeechPool(self.config.batch_window_s)
         self._calls: dict[str, Call] = {}
         self.on_call_ended: list[Callable[[str], None]] = []  # e.g. forget the call's escalation
 
