@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -49,30 +51,89 @@ class OpusEncoder:
         return b"".join(bytes(p) for p in packets)
 
 
+_MAX_SAMPLES = 5760  # 120 ms at 48 kHz: the longest Opus packet (RFC 6716 section 3.2.5)
+
+
+def _load_libopus() -> ctypes.CDLL | None:
+    """libopus as PyAV's wheel bundles it (the very library its `libopus` decoder runs), or None."""
+    libs = Path(av.__file__).resolve().parent.parent / "av.libs"
+    for path in sorted(libs.glob("libopus-*.so*")):
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError:
+            continue
+        lib.opus_decoder_create.restype = ctypes.c_void_p
+        lib.opus_decoder_create.argtypes = [ctypes.c_int32, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+        lib.opus_decode.restype = ctypes.c_int
+        lib.opus_decode.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.c_int32,
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_int,
+        ]
+        lib.opus_decoder_destroy.restype = None
+        lib.opus_decoder_destroy.argtypes = [ctypes.c_void_p]
+        return lib
+    return None
+
+
+_LIBOPUS = _load_libopus()
+
+
 class OpusDecoder:
     """Decodes Opus packets (mono or stereo, as WebRTC sends) to 48 kHz mono s16 PCM.
 
     libopus, the reference decoder (what browsers run), opened mono: it downmixes stereo packets itself and
-    hands out s16, so a frame is one copy. FFmpeg's native `opus` decoder, used before, outputs float and
-    needed a numpy downmix and clip per frame: 1.5x the CPU (measured by benchmarks/vad_bench.py).
+    hands out s16. Called directly (ctypes, the library PyAV bundles) it costs about half of the same decode
+    through PyAV's packet and frame objects, and it runs without the GIL; the PyAV path is the fallback and
+    gives the same bytes (tests/test_fuzz_opus.py). FFmpeg's native `opus` decoder, used before, outputs
+    float and needed a numpy downmix and clip per frame (benchmarks/vad_bench.py has all three).
     """
 
-    __slots__ = ("_ctx",)
+    __slots__ = ("_buf", "_ctx", "_state")
 
-    def __init__(self) -> None:
+    def __init__(self, *, direct: bool = True) -> None:
+        self._state: int | None = None
+        self._buf = ctypes.create_string_buffer(_MAX_SAMPLES * 2)
+        self._ctx: Any = None  # av's AudioCodecContext (the fallback)
+        if direct and _LIBOPUS is not None:
+            err = ctypes.c_int(0)
+            state = _LIBOPUS.opus_decoder_create(SAMPLE_RATE, 1, ctypes.byref(err))
+            if state and err.value == 0:
+                self._state = state
+                return
         self._ctx = av.CodecContext.create("libopus", "r")
         self._ctx.sample_rate = SAMPLE_RATE
         self._ctx.layout = "mono"
 
+    @property
+    def direct(self) -> bool:
+        return self._state is not None
+
+    def __del__(self) -> None:
+        state, self._state = getattr(self, "_state", None), None
+        if state is not None and _LIBOPUS is not None:
+            _LIBOPUS.opus_decoder_destroy(state)
+
     def decode(self, payload: bytes) -> bytes:
         if not payload:
-            return b""
+            return b""  # (an empty packet would ask libopus for loss concealment)
+        if self._state is not None:
+            assert _LIBOPUS is not None
+            n = _LIBOPUS.opus_decode(self._state, payload, len(payload), self._buf, _MAX_SAMPLES, 0)
+            if n < 0:
+                raise OpusError(f"undecodable Opus packet of {len(payload)} bytes")
+            return ctypes.string_at(self._buf, 2 * n)
+        assert self._ctx is not None
         try:
             frames = self._ctx.decode(av.Packet(payload))
         except (av.error.FFmpegError, ValueError) as exc:  # garbage payloads must not end the call
             raise OpusError(f"undecodable Opus packet of {len(payload)} bytes") from exc
         if len(frames) == 1 and frames[0].format.name == "s16" and len(frames[0].layout.channels) == 1:
-            return frames[0].to_ndarray().tobytes()  # the only shape libopus opened mono gives
+            pcm: bytes = frames[0].to_ndarray().tobytes()  # the only shape libopus opened mono gives
+            return pcm
         return b"".join(_mono_s16(frame) for frame in frames)
 
 
