@@ -38,7 +38,7 @@ sealing, storage, HTTP. Capacity = the largest N whose p95 is under BUDGET_P95_S
 no failed call, every smaller N holding too. `--profile`: py-spy (if installed) records the worker during
 the step N = PROFILE_N (speedscope JSON + collapsed stacks under benchmarks/results/). Last, the
 media-only step again on a second worker started with CONVERSE_SPEECH_BATCH_SECONDS=BASELINE_BATCH_S
-(a hop to the decode/VAD thread per 20 ms frame, as before that hot spot was fixed): the JSON's
+(a decode/VAD tick, and so a hop to the thread, every 20 ms frame, as before batching): the JSON's
 `media_gain_batching` is the before/after ratio of media CPU per call from this one run.
 
 Prints human lines; the LAST line is one JSON object. Writes benchmarks/results/e2e_capacity.json and

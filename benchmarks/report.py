@@ -245,7 +245,7 @@ def rows_e2e(d: dict[str, Any]) -> list[Row]:
         gain = d["media_gain_batching"]
         out.append(
             (
-                f"media path before batching (hop per {b.get('speech_batch_seconds')} s), same run",
+                f"media path before batching (a tick per {b.get('speech_batch_seconds')} s), same run",
                 _fmt(b.get("server_cpu_pct_per_call"), " %", 2) + f" ({gain}x the batched)",
                 "",
                 None,

@@ -66,7 +66,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "speech-batch-seconds",
         "0.1",
-        "Frames of a track gathered per hop to the decode/VAD thread; adds at most this to time to final",
+        "Decode/VAD tick: frames gathered this long cross to the thread, all tracks in one hop; adds at most "
+        "this to time to final",
     ),
     Setting("log-format", "json", "Log format: json or console"),
     Setting("log-level", "info", "Log level"),
