@@ -93,3 +93,21 @@ async def test_ticks_land_on_window_boundaries() -> None:
         after = loop.time()
         assert 0 < after - before <= 0.04 + 0.02  # the next boundary, not a full window later
         assert abs(after / 0.04 - round(after / 0.04)) < 0.25  # on a multiple of the window (loop clock)
+
+
+def test_a_pool_outlives_its_event_loop() -> None:
+    """An engine (and its pool) used by one asyncio.run and then another: the second loop still ticks."""
+    pool = SpeechPool(0.02)
+
+    async def leave_a_timer() -> None:
+        asyncio.get_running_loop().call_soon(lambda: None)
+        waiter = asyncio.ensure_future(pool.tick())
+        await asyncio.sleep(0)
+        waiter.cancel()  # the loop ends before the tick: its timer never fires
+
+    async def tick_and_process() -> list[SpeechEvent]:
+        await asyncio.wait_for(pool.tick(), 1)
+        return await pool.process(Echo(), frames(7), False, False)
+
+    asyncio.run(leave_a_timer())
+    assert asyncio.run(tick_and_process()) == [SpeechStarted(7.0)]

@@ -48,6 +48,7 @@ class SpeechPool:
         self.jobs = 0
         self._waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[tuple[_Job, asyncio.Future[list[SpeechEvent]]]] = []
         self._flush_scheduled = False
 
@@ -55,6 +56,8 @@ class SpeechPool:
         """Return at the next tick: the next multiple of `window_s` on the loop clock, the same for all."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
+        if self._timer_loop is not loop:  # an engine outliving its loop (tests): the old timer never fires
+            self._timer, self._waiters, self._timer_loop = None, [], loop
         self._waiters.append(waiter)
         if self._timer is None:
             w = self.window_s
