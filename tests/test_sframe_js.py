@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import http.server
 import json
 import os
@@ -133,6 +134,11 @@ def check_vector_results(results: list[dict[str, Any]]) -> int:
 
 
 def test_vector_file_is_the_shared_copy() -> None:
+    copy = ROOT / "tests" / "data" / "sframe_rfc9605_vectors.json"
+    # sha256 of ../shared/data/sframe_rfc9605_vectors.json as given; a clean clone elsewhere has only this.
+    assert hashlib.sha256(copy.read_bytes()).hexdigest() == (
+        "d6615ce26b61fc0ceae67596d9425d4085607101f105c0fc7d8a21736c3a305a"
+    )
     shared = ROOT.parent / "shared" / "data" / "sframe_rfc9605_vectors.json"
     if shared.exists():
         assert json.loads(shared.read_text()) == VECTORS
