@@ -3,8 +3,8 @@
 Each track's speech task waits for the pool's shared tick (every `window_s` on the loop clock), takes what
 its queue holds and submits it. Submissions made in the same loop iteration (all the tasks the tick woke)
 cross to a worker thread as ONE job that runs them track by track; each task gets back its own events, or
-its own exception. A hop costs about 0.2 ms of CPU whatever the job's size (vad_bench: `to_thread_hop`), more
-than a track's 0.1 s of decode/VAD, so N tracks ticking together pay it once instead of N times.
+its own exception. A hop costs about 0.2 ms of CPU whatever the job's size (vad_bench: `to_thread_hop`), half
+of what a track's 0.1 s of decode/VAD costs, so N tracks ticking together pay it once instead of N times.
 Ticks on shared boundaries also halve the average wait: a frame waits for the next boundary, not a full
 window after the first frame of its batch.
 """
