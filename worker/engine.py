@@ -61,7 +61,7 @@ class EngineConfig:
     utterance_queue: int = 8  # utterances waiting for ASR per track, then backpressure
     # Gather frames this long so decode/VAD cross to a thread in batches, all tracks in one hop per tick: per
     # frame the hop cost more than the work (e2e_capacity, media only: 3.5% of a core per call at 0.02 s,
-    # 2.7% at 0.1 s). Adds at most this to time to final (latency.py, one call: p50 0.48 s at 0.1 s).
+    # 2.7% at 0.1 s). Adds at most this to time to final (latency.py, one call: p50 0.49 s at 0.1 s).
     batch_window_s: float = 0.1
     asr_timeout_s: float = 60.0  # an ASR call that hangs longer fails that utterance, not the call
     partials: bool = False  # interim transcripts for the live view (only computed while someone watches)
