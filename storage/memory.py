@@ -100,17 +100,24 @@ class MemoryTranscriptStore(_Faults):
         return sorted(calls, key=lambda c: (c.started_at, c.call_id))
 
     async def list_calls_ended_before(
-        self, org_id: str, cutoff: datetime, *, limit: int = 500
+        self,
+        org_id: str,
+        cutoff: datetime,
+        *,
+        limit: int = 500,
+        unended_started_before: datetime | None = None,
     ) -> list[CallInfo]:
         validate_org_id(org_id)
         self._op()
         before = format_timestamp(cutoff)
+        started = format_timestamp(unended_started_before) if unended_started_before is not None else ""
         due = [
             c
             for c in self.calls.values()
-            if c.org_id == org_id and c.ended_at is not None and c.ended_at < before
+            if c.org_id == org_id
+            and (c.ended_at < before if c.ended_at is not None else c.started_at < started)
         ]
-        return sorted(due, key=lambda c: (c.ended_at or "", c.call_id))[:limit]
+        return sorted(due, key=lambda c: (c.ended_at or c.started_at, c.call_id))[:limit]
 
     async def delete_call(self, call_id: str) -> bool:
         validate_call_id(call_id)

@@ -82,8 +82,8 @@ _CALL_LIST_ORG = (
 )
 _CALL_EXPIRED = (
     "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated "
-    "FROM calls WHERE org_id = $1 AND ended_at IS NOT NULL AND ended_at < $2 ORDER BY ended_at, "
-    "call_id LIMIT $3"
+    "FROM calls WHERE org_id = $1 AND ((ended_at IS NOT NULL AND ended_at < $2) OR "
+    "(ended_at IS NULL AND started_at < $3)) ORDER BY COALESCE(ended_at, started_at), call_id LIMIT $4"
 )
 _TRACK_INSERT = (
     "INSERT INTO tracks (call_id, track, suite, kid, kek_id, kek_version, wrapped_key, frames_received, "
@@ -288,11 +288,17 @@ class PgTranscriptStore:
         return [_call(r) for r in rows]
 
     async def list_calls_ended_before(
-        self, org_id: str, cutoff: datetime, *, limit: int = 500
+        self,
+        org_id: str,
+        cutoff: datetime,
+        *,
+        limit: int = 500,
+        unended_started_before: datetime | None = None,
     ) -> list[CallInfo]:
         validate_org_id(org_id)
         before = format_timestamp(cutoff)
-        rows = await self._with(lambda conn: conn.fetch(_CALL_EXPIRED, org_id, before, limit))
+        started = format_timestamp(unended_started_before) if unended_started_before is not None else ""
+        rows = await self._with(lambda conn: conn.fetch(_CALL_EXPIRED, org_id, before, started, limit))
         return [_call(r) for r in rows]
 
     async def delete_call(self, call_id: str) -> bool:

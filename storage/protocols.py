@@ -171,8 +171,17 @@ class TranscriptStore(Protocol):
 
     # Retention.
     async def list_calls_ended_before(
-        self, org_id: str, cutoff: datetime, *, limit: int = 500
-    ) -> list[CallInfo]: ...
+        self,
+        org_id: str,
+        cutoff: datetime,
+        *,
+        limit: int = 500,
+        unended_started_before: datetime | None = None,
+    ) -> list[CallInfo]:
+        """Calls that ended before `cutoff`, and (with `unended_started_before`) calls that never ended and
+        started before that time (abandoned: their worker died mid-call), oldest first (end, else start)."""
+        ...
+
     async def delete_call(self, call_id: str) -> bool:
         """Delete the call, its tracks and utterances. True if this call deleted it (False: already gone)."""
         ...

@@ -1,9 +1,10 @@
 """Retention: delete calls past their organisation's retention period, crypto-shredding first.
 
-For each org with `retention_days`, every call that ended before `now - retention_days` is removed in this
-order, so that a crash at any point leaves nothing readable: (1) destroy the call's transcript-text key (when
-the store keeps one, `storage.sealed_text`) and each track's wrapped key (the sealed text and recordings are
-now unrecoverable even if a copy survives), (2) delete the recording objects, (3) delete the rows (call,
+For each org with `retention_days`, every call that ended before `now - retention_days` (or that never
+ended and started ABANDONED_AFTER before that: its worker died mid-call) is removed in this order, so that
+a crash at any point leaves nothing readable: (1) destroy the call's transcript-text key (when the store
+keeps one, `storage.sealed_text`) and each track's wrapped key (the sealed text and recordings are now
+unrecoverable even if a copy survives), (2) delete the recording objects, (3) delete the rows (call,
 tracks, utterances). Every step is conditional or idempotent, so a rerun finishes what a crashed
 run began, and two runs at once (several pods) each delete a disjoint share; a step is reported and audited
 only by the run that did it.
@@ -21,6 +22,10 @@ from storage.protocols import CallInfo, CallKeyStore, RecordingStore, Transcript
 
 AuditFn = Callable[[str, str, dict[str, Any]], Awaitable[None]]  # (action, resource, details)
 BATCH = 200
+# A call with no end that started this long before the cutoff was abandoned: its worker died mid-call
+# (SIGKILL, node loss) and nothing will end it. It is deleted like an ended one; serve caps
+# max-call-seconds at this, so no live call is ever that old.
+ABANDONED_AFTER = timedelta(days=1)
 
 
 @dataclass(slots=True)
@@ -51,7 +56,9 @@ async def run_retention(
         report.cutoffs[settings.org_id] = format_timestamp(cutoff)
         seen: set[str] = set()
         while True:
-            due = await store.list_calls_ended_before(settings.org_id, cutoff, limit=batch)
+            due = await store.list_calls_ended_before(
+                settings.org_id, cutoff, limit=batch, unended_started_before=cutoff - ABANDONED_AFTER
+            )
             fresh = [c for c in due if c.call_id not in seen]
             if not fresh:  # nothing left, or only calls another run is still deleting
                 break
@@ -89,10 +96,12 @@ async def _delete_call(
     if await store.delete_call(call.call_id):  # 3. rows (conditional: one run wins)
         report.deleted_calls.append(call.call_id)
         if audit is not None:
-            details = {
+            details: dict[str, Any] = {
                 "org_id": call.org_id,
                 "ended_at": call.ended_at,
                 "tracks": len(tracks),
                 "retention_days": retention_days,
             }
+            if call.ended_at is None:
+                details["abandoned"] = True  # never ended: its worker died mid-call
             await audit("retention.call_deleted", resource, details)

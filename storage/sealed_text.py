@@ -159,9 +159,16 @@ class TranscriptStoreProxy:
         return await self.inner.destroy_track_key(call_id, track)
 
     async def list_calls_ended_before(
-        self, org_id: str, cutoff: datetime, *, limit: int = 500
+        self,
+        org_id: str,
+        cutoff: datetime,
+        *,
+        limit: int = 500,
+        unended_started_before: datetime | None = None,
     ) -> list[CallInfo]:
-        return await self.inner.list_calls_ended_before(org_id, cutoff, limit=limit)
+        return await self.inner.list_calls_ended_before(
+            org_id, cutoff, limit=limit, unended_started_before=unended_started_before
+        )
 
     async def delete_call(self, call_id: str) -> bool:
         return await self.inner.delete_call(call_id)

@@ -65,7 +65,8 @@ _CALL_LIST_ORG = (
 )
 _CALL_EXPIRED = (
     "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated FROM "
-    "calls WHERE org_id = ? AND ended_at IS NOT NULL AND ended_at < ? ORDER BY ended_at, call_id LIMIT ?"
+    "calls WHERE org_id = ? AND ((ended_at IS NOT NULL AND ended_at < ?) OR "
+    "(ended_at IS NULL AND started_at < ?)) ORDER BY COALESCE(ended_at, started_at), call_id LIMIT ?"
 )
 _TRACK_INSERT = (
     "INSERT INTO tracks (call_id, track, suite, kid, kek_id, kek_version, wrapped_key, frames_received, "
@@ -254,10 +255,16 @@ class LocalTranscriptStore:
         return [_call(r) for r in rows]
 
     async def list_calls_ended_before(
-        self, org_id: str, cutoff: datetime, *, limit: int = 500
+        self,
+        org_id: str,
+        cutoff: datetime,
+        *,
+        limit: int = 500,
+        unended_started_before: datetime | None = None,
     ) -> list[CallInfo]:
         validate_org_id(org_id)
-        args = (org_id, format_timestamp(cutoff), limit)
+        started = format_timestamp(unended_started_before) if unended_started_before is not None else ""
+        args = (org_id, format_timestamp(cutoff), started, limit)
         rows = await self._run(lambda conn: conn.execute(_CALL_EXPIRED, args).fetchall())
         return [_call(r) for r in rows]
 

@@ -293,6 +293,14 @@ class StoreContract:
         cutoff = datetime(2026, 1, 10, tzinfo=UTC)
         assert [c.call_id for c in await t.list_calls_ended_before("org-a", cutoff)] == ["old1", "old2"]
         assert [c.call_id for c in await t.list_calls_ended_before("org-a", cutoff, limit=1)] == ["old1"]
+        # Never ended ("live" started 2025-01-01): listed only when it started before the given time,
+        # ordered by its start among the others' ends.
+        await t.create_call(make_call("recent", started="2026-01-09T12:00:00.000Z"))  # never ended
+        unended = datetime(2026, 1, 9, tzinfo=UTC)
+        got = await t.list_calls_ended_before("org-a", cutoff, unended_started_before=unended)
+        assert [c.call_id for c in got] == ["live", "old1", "old2"]
+        got = await t.list_calls_ended_before("org-a", cutoff, limit=1, unended_started_before=unended)
+        assert [c.call_id for c in got] == ["live"]
 
     async def test_delete_call_removes_everything_once(self, stores: Stores) -> None:
         t = stores.transcripts

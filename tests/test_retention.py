@@ -32,9 +32,14 @@ async def stores(request: pytest.FixtureRequest, data_dir: Path) -> AsyncIterato
 
 
 async def add_call(
-    stores: Stores, call_id: str, org: str, ended_days_ago: float | None, tracks: int = 2
+    stores: Stores,
+    call_id: str,
+    org: str,
+    ended_days_ago: float | None,
+    tracks: int = 2,
+    started_days_ago: float = 400,
 ) -> None:
-    await stores.transcripts.create_call(make_call(call_id, org=org, started=ago(400)))
+    await stores.transcripts.create_call(make_call(call_id, org=org, started=ago(started_days_ago)))
     for n in range(tracks):
         await stores.transcripts.put_track(make_track(call_id, n))
         sink = await stores.recordings.open_track(call_id, n)
@@ -55,12 +60,15 @@ async def populate(stores: Stores) -> set[str]:
     await add_call(stores, "a_older", "org-a", 300, tracks=1)
     await add_call(stores, "a_edge", "org-a", 30)  # ended exactly at the cutoff: not yet due
     await add_call(stores, "a_new", "org-a", 1)
-    await add_call(stores, "a_live", "org-a", None)  # never ended: retention waits for the end
+    # Never ended, started 400 days ago: its worker died mid-call (SIGKILL); nothing will ever end it.
+    await add_call(stores, "a_abandoned", "org-a", None)
+    # Never ended, started 30.9 days ago: could still be live (within a day of the cutoff), so it waits.
+    await add_call(stores, "a_live", "org-a", None, started_days_ago=30.9)
     await add_call(stores, "c_old", "org-c", 8)
     await add_call(stores, "c_new", "org-c", 6)
     await add_call(stores, "keep_old", "org-keep", 1000)
     await add_call(stores, "nosettings_old", "org-x", 1000)  # org without settings: kept
-    return {"a_old", "a_older", "c_old"}
+    return {"a_old", "a_older", "a_abandoned", "c_old"}
 
 
 async def test_removes_exactly_what_is_due(stores: Stores) -> None:
@@ -72,7 +80,7 @@ async def test_removes_exactly_what_is_due(stores: Stores) -> None:
 
     report = await run_retention(stores.transcripts, stores.recordings, NOW, audit=record)
     assert set(report.deleted_calls) == due and report.failed == {}
-    assert report.keys_destroyed == 5
+    assert report.keys_destroyed == 7
     assert report.cutoffs == {"org-a": ago(30), "org-c": ago(7)}
     left = {c.call_id for c in await stores.transcripts.list_calls()}
     assert left == {"a_edge", "a_new", "a_live", "c_new", "keep_old", "nosettings_old"}
@@ -85,7 +93,8 @@ async def test_removes_exactly_what_is_due(stores: Stores) -> None:
         assert await stores.recordings.read_track(call_id, 0) == b"sealed"
         assert not (await stores.transcripts.get_track(call_id, 0)).key_destroyed
     shredded = sorted(r for a, r, _ in audit if a == "retention.key_destroyed")
-    expected = ["a_old/track:0", "a_old/track:1", "a_older/track:0", "c_old/track:0", "c_old/track:1"]
+    expected = ["a_abandoned/track:0", "a_abandoned/track:1", "a_old/track:0", "a_old/track:1"]
+    expected += ["a_older/track:0", "c_old/track:0", "c_old/track:1"]
     assert shredded == [f"call:{e}" for e in expected]
     deleted = {r: d for a, r, d in audit if a == "retention.call_deleted"}
     assert set(deleted) == {f"call:{c}" for c in due}
@@ -94,6 +103,13 @@ async def test_removes_exactly_what_is_due(stores: Stores) -> None:
         "ended_at": ago(31),
         "tracks": 2,
         "retention_days": 30,
+    }
+    assert deleted["call:a_abandoned"] == {
+        "org_id": "org-a",
+        "ended_at": None,
+        "tracks": 2,
+        "retention_days": 30,
+        "abandoned": True,
     }
 
 
@@ -168,8 +184,8 @@ async def test_two_concurrent_runs_delete_each_call_once(stores: Stores) -> None
     )
     assert set(a.deleted_calls) | set(b.deleted_calls) == due
     assert not set(a.deleted_calls) & set(b.deleted_calls)
-    assert a.keys_destroyed + b.keys_destroyed == 5 + 20
-    assert len(audits) == len(set(audits)) == 25 + len(due)
+    assert a.keys_destroyed + b.keys_destroyed == 7 + 20
+    assert len(audits) == len(set(audits)) == 27 + len(due)
     assert a.failed == b.failed == {}
 
 

@@ -152,7 +152,9 @@ async def test_two_pods_share_records_and_run_retention_together(
     ids = []
     for i in range(12):  # each pod takes every other call
         pod = pods[i % 2]
-        call = make_call(f"call{i:02d}", started=old)
+        # Calls 10 and 11 never end and started an hour ago: live, not abandoned; retention keeps them.
+        recent = format_timestamp(NOW - timedelta(hours=1))
+        call = make_call(f"call{i:02d}", started=old if i < 10 else recent)
         ids.append(call.call_id)
         await pod.transcripts.create_call(call)
         await pod.transcripts.put_track(make_track(call.call_id, 0))

@@ -24,7 +24,7 @@ from aiohttp import web
 from aiortc import RTCIceServer
 
 from storage.audit_pg import PgAuditLog
-from storage.retention import run_retention
+from storage.retention import ABANDONED_AFTER, run_retention
 from worker.app_context import AppContext
 from worker.asr_setup import build_asr
 from worker.config import kek_path
@@ -54,6 +54,14 @@ def speech_batch_seconds(value: str) -> float:
     return seconds
 
 
+def max_call_seconds(value: str) -> float:
+    seconds = float(value)
+    limit = ABANDONED_AFTER.total_seconds()  # retention treats an unended call this old as abandoned
+    if not 1.0 <= seconds <= limit:
+        raise ValueError(f"max-call-seconds must be between 1 and {limit:g}, not {value}")
+    return seconds
+
+
 def webrtc_config(args: argparse.Namespace) -> WebRtcConfig:
     ports = None
     if args.udp_ports:
@@ -66,7 +74,7 @@ def webrtc_config(args: argparse.Namespace) -> WebRtcConfig:
         loopback_only=_flag(args.loopback_only),
         max_calls=int(args.max_calls),
         no_media_timeout_s=float(args.no_media_seconds),
-        max_call_s=float(args.max_call_seconds),
+        max_call_s=max_call_seconds(args.max_call_seconds),
     )
 
 

@@ -52,7 +52,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ice-servers", "", "Comma-separated STUN/TURN URLs (none by default)"),
     Setting("udp-ports", "", "UDP port range for media, e.g. 40000-40100 (any by default)"),
     Setting("max-calls", "32", "Admission limit: concurrent calls"),
-    Setting("max-call-seconds", "3600", "A call longer than this is ended and sealed"),
+    Setting(
+        "max-call-seconds",
+        "3600",
+        "A call longer than this is ended and sealed (at most 86400: retention deletes a call that never "
+        "ended, its worker killed, once it started a day before the retention cutoff)",
+    ),
     Setting("no-media-seconds", "20", "A call with no media for this long is ended and sealed"),
     Setting("drain-seconds", "30", "On SIGTERM, how long active calls may continue before they are ended"),
     Setting(
