@@ -122,7 +122,8 @@ class OpusDecoder:
             return b""  # (an empty packet would ask libopus for loss concealment)
         if self._state is not None:
             assert _LIBOPUS is not None
-            n = _LIBOPUS.opus_decode(self._state, payload, len(payload), self._buf, _MAX_SAMPLES, 0)
+            data = payload if type(payload) is bytes else bytes(payload)  # c_char_p takes bytes only
+            n = _LIBOPUS.opus_decode(self._state, data, len(data), self._buf, _MAX_SAMPLES, 0)
             if n < 0:
                 raise OpusError(f"undecodable Opus packet of {len(payload)} bytes")
             return ctypes.string_at(self._buf, 2 * n)

@@ -118,6 +118,9 @@ def test_direct_and_pyav_decode_the_fixture_identically() -> None:
         payloads = [bytes(p) for p in container.demux(audio=0) if p.size][:500]
     direct, pyav = OpusDecoder(), OpusDecoder(direct=False)
     assert [direct.decode(p) for p in payloads] == [pyav.decode(p) for p in payloads]
+    # Any bytes-like payload (a slice of a recording file, a memoryview of a datagram) decodes alike.
+    again = OpusDecoder()
+    assert again.decode(memoryview(payloads[0])) == OpusDecoder().decode(bytearray(payloads[0]))
 
 
 def _outcome(decoder: OpusDecoder, payload: bytes) -> bytes | str:
