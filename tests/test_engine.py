@@ -129,7 +129,9 @@ async def test_cancel_mid_call_leaves_no_task_and_seals_what_was_pushed(make_eng
 
 
 async def test_slow_transcriber_does_not_block_event_loop(make_engine) -> None:
-    engine: Engine = make_engine(FakeTranscriber([PHI_LINE], delay=0.5))
+    # A transcriber that blocks 1 s per utterance: on the loop, the probe would see a lag of 1 s or more.
+    # The bound leaves room for a loaded CI host (a full suite on 2 cores once stalled the loop 0.26 s).
+    engine: Engine = make_engine(FakeTranscriber([PHI_LINE], delay=1.0))
     fixture = load_fixture(FIXTURES / "example_call.flac")
     lags: list[float] = []
 
@@ -143,7 +145,7 @@ async def test_slow_transcriber_does_not_block_event_loop(make_engine) -> None:
     summary = await replay_one(engine, fixture, realtime=False, emit=lambda e: None)
     p.cancel()
     assert summary.utterances >= 1
-    assert max(lags) < 0.1, f"event loop lag {max(lags):.3f}s"
+    assert max(lags) < 0.5, f"event loop lag {max(lags):.3f}s"
 
 
 async def test_an_answer_waits_for_the_question_of_a_lagging_track(
