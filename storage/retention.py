@@ -23,9 +23,10 @@ from storage.protocols import CallInfo, CallKeyStore, RecordingStore, Transcript
 AuditFn = Callable[[str, str, dict[str, Any]], Awaitable[None]]  # (action, resource, details)
 BATCH = 200
 # A call with no end that started this long before the cutoff was abandoned: its worker died mid-call
-# (SIGKILL, node loss) and nothing will end it. It is deleted like an ended one; serve caps
-# max-call-seconds at this, so no live call is ever that old.
-ABANDONED_AFTER = timedelta(days=1)
+# (SIGKILL, node loss) and nothing will end it. It is deleted like an ended one. serve caps max-call-seconds
+# at MAX_CALL; twice that leaves a margin (drain, clock skew between pods), so no live call is ever deleted.
+MAX_CALL = timedelta(days=1)
+ABANDONED_AFTER = 2 * MAX_CALL
 
 
 @dataclass(slots=True)

@@ -88,7 +88,7 @@ def test_audit_verify_passes_on_a_fresh_log_and_records_cli_reads(tmp_path: Path
 
 @pytest.mark.parametrize("value", ["0", "86401", "long"])
 def test_serve_refuses_a_bad_max_call_length_in_one_line(tmp_path: Path, value: str) -> None:
-    """Capped at a day: retention treats a call that never ended and started a day before its cutoff as
+    """Capped at a day: retention treats a call that never ended and started two days before its cutoff as
     abandoned (its worker died), which is only safe if no live call lasts that long."""
     env = cli_env(
         tmp_path / "d", tmp_path / "k.json", CONVERSE_MAX_CALL_SECONDS=value, CONVERSE_HTTP_PORT="0"

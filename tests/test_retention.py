@@ -62,8 +62,9 @@ async def populate(stores: Stores) -> set[str]:
     await add_call(stores, "a_new", "org-a", 1)
     # Never ended, started 400 days ago: its worker died mid-call (SIGKILL); nothing will ever end it.
     await add_call(stores, "a_abandoned", "org-a", None)
-    # Never ended, started 30.9 days ago: could still be live (within a day of the cutoff), so it waits.
-    await add_call(stores, "a_live", "org-a", None, started_days_ago=30.9)
+    # Never ended, started 31.5 days ago: a call lasts at most a day, but retention keeps a day's margin
+    # more (two days past the cutoff), so it waits.
+    await add_call(stores, "a_live", "org-a", None, started_days_ago=31.5)
     await add_call(stores, "c_old", "org-c", 8)
     await add_call(stores, "c_new", "org-c", 6)
     await add_call(stores, "keep_old", "org-keep", 1000)

@@ -33,6 +33,7 @@ import numpy.typing as npt
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from media.fixtures import iter_frames
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE
 from media.opus import OpusEncoder
 from media.opus_send_tap import SendTap
@@ -124,7 +125,7 @@ def encode_track(samples: npt.NDArray[np.int16], frames: int) -> list[bytes]:
     flat = np.asarray(samples, dtype=np.int16).reshape(-1)[: len(pcm)]
     pcm[: len(flat)] = flat
     encoder = OpusEncoder()
-    return [encoder.encode(pcm[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES].tobytes()) for i in range(frames)]
+    return [encoder.encode(frame) for frame in iter_frames(pcm)]
 
 
 def b64url(data: bytes) -> str:

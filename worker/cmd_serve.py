@@ -24,7 +24,7 @@ from aiohttp import web
 from aiortc import RTCIceServer
 
 from storage.audit_pg import PgAuditLog
-from storage.retention import ABANDONED_AFTER, run_retention
+from storage.retention import MAX_CALL, run_retention
 from worker.app_context import AppContext
 from worker.asr_setup import build_asr
 from worker.config import kek_path
@@ -56,7 +56,7 @@ def speech_batch_seconds(value: str) -> float:
 
 def max_call_seconds(value: str) -> float:
     seconds = float(value)
-    limit = ABANDONED_AFTER.total_seconds()  # retention treats an unended call this old as abandoned
+    limit = MAX_CALL.total_seconds()  # retention treats an unended call twice this old as abandoned
     if not 1.0 <= seconds <= limit:
         raise ValueError(f"max-call-seconds must be between 1 and {limit:g}, not {value}")
     return seconds

@@ -56,7 +56,7 @@ SETTINGS: tuple[Setting, ...] = (
         "max-call-seconds",
         "3600",
         "A call longer than this is ended and sealed (at most 86400: retention deletes a call that never "
-        "ended, its worker killed, once it started a day before the retention cutoff)",
+        "ended, its worker killed, once it started two days before the retention cutoff)",
     ),
     Setting("no-media-seconds", "20", "A call with no media for this long is ended and sealed"),
     Setting("drain-seconds", "30", "On SIGTERM, how long active calls may continue before they are ended"),

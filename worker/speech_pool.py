@@ -48,21 +48,28 @@ class SpeechPool:
         self.jobs = 0
         self._waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[tuple[_Job, asyncio.Future[list[SpeechEvent]]]] = []
         self._flush_scheduled = False
 
     async def tick(self) -> None:
         """Return at the next tick: the next multiple of `window_s` on the loop clock, the same for all."""
-        loop = asyncio.get_running_loop()
+        loop = self._bind()
         waiter: asyncio.Future[None] = loop.create_future()
-        if self._timer_loop is not loop:  # an engine outliving its loop (tests): the old timer never fires
-            self._timer, self._waiters, self._timer_loop = None, [], loop
         self._waiters.append(waiter)
         if self._timer is None:
             w = self.window_s
             self._timer = loop.call_at((math.floor(loop.time() / w) + 1) * w, self._release)
         await waiter  # a cancelled waiter is skipped at release; the others still wake
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        """The running loop; an engine outliving its loop (tests) starts clean on the next one, where the
+        old loop's timer and scheduled flush would never run."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop, self._timer, self._waiters = loop, None, []
+            self._pending, self._flush_scheduled = [], False
+        return loop
 
     def _release(self) -> None:
         self._timer = None
@@ -76,7 +83,7 @@ class SpeechPool:
     ) -> list[SpeechEvent]:
         """`speech.process(batch, ended, partials)` on a worker thread, with whatever else is submitted in
         this loop iteration. A track must await its result before submitting its next batch (order)."""
-        loop = asyncio.get_running_loop()
+        loop = self._bind()
         result: asyncio.Future[list[SpeechEvent]] = loop.create_future()
         self._pending.append(((speech, batch, ended, partials), result))
         if not self._flush_scheduled:
