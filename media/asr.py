@@ -49,27 +49,47 @@ class Guards:
 
 
 _ANNOTATION = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*|♪+")  # [Music], (coughs), *laughs*
+# A digit run with its separators ("4111 1111-1111", "40010011-1011-10011"): what callers read out. The
+# repetition checks see each run as one token, so a card read in groups (or a decoder that stuttered on
+# its digits, as tiny.en's int8 kernels do on AVX-512 VNNI CPUs) is kept for the redactor, not dropped.
+_DIGIT_RUN = re.compile(r"\d(?:[\d,.\- ]*\d)?")
+
+# Why a guard rejected a model's output. Silence-like rejections are Whisper's known inventions on silence
+# and noise; the others mean the model heard speech it could not read: the turn is stored as INAUDIBLE
+# (with its times) so a turn the VAD heard as speech never disappears without a trace.
+NO_SPEECH, LOW_CONFIDENCE, REPETITION, BLACKLIST = "no_speech", "low_confidence", "repetition", "blacklist"
+SILENCE_LIKE: frozenset[str] = frozenset({NO_SPEECH, BLACKLIST})
+INAUDIBLE = "[inaudible]"
 
 
-def apply_guards(text: str, no_speech_prob: float, avg_logprob: float, guards: Guards) -> str:
-    """Return the text to keep ("" when the output looks hallucinated)."""
+def guard_verdict(
+    text: str, no_speech_prob: float, avg_logprob: float, guards: Guards
+) -> tuple[str, str | None]:
+    """(text to keep, None) or ("", the reason it was rejected); "" with no reason when nothing was said."""
     text = _ANNOTATION.sub(" ", text)
     text = " ".join(text.split())
     words = normalize(text)
     if not words:
-        return ""
+        return "", None
     if no_speech_prob > guards.no_speech_prob and avg_logprob < guards.logprob:
-        return ""
+        return "", NO_SPEECH
     if avg_logprob < guards.min_logprob:
-        return ""
-    raw = text.encode()
+        return "", LOW_CONFIDENCE
+    folded = _DIGIT_RUN.sub("0", text)
+    raw = folded.encode()
     if len(raw) > 24 and len(raw) / len(zlib.compress(raw)) > guards.compression_ratio:
-        return ""
-    if len(words) >= 6 and len(set(words)) * 3 < len(words):
-        return ""  # short repetitive loops the compression check is too coarse for
+        return "", REPETITION
+    fwords = normalize(folded)
+    if len(fwords) >= 6 and len(set(fwords)) * 3 < len(fwords):
+        return "", REPETITION  # short repetitive loops the compression check is too coarse for
     if no_speech_prob > guards.blacklist_no_speech and " ".join(words) in guards.blacklist:
-        return ""
-    return text
+        return "", BLACKLIST
+    return text, None
+
+
+def apply_guards(text: str, no_speech_prob: float, avg_logprob: float, guards: Guards) -> str:
+    """Return the text to keep ("" when the output looks hallucinated)."""
+    return guard_verdict(text, no_speech_prob, avg_logprob, guards)[0]
 
 
 def is_looping(text: str, min_unit: int = 3) -> bool:
@@ -215,9 +235,9 @@ class WhisperTranscriber:
             return EMPTY  # faster-whisper skipped every window as no-speech
         no_speech = max(s.no_speech_prob for s in segs)
         logprob = float(np.mean([s.avg_logprob for s in segs]))
-        text = apply_guards(" ".join(s.text.strip() for s in segs), no_speech, logprob, self.guards)
+        text, why = guard_verdict(" ".join(s.text.strip() for s in segs), no_speech, logprob, self.guards)
         if not text:
-            return Transcript(text="", no_speech_prob=no_speech, avg_logprob=logprob)
+            return Transcript(text="", no_speech_prob=no_speech, avg_logprob=logprob, rejected=why)
         found = tuple(
             Word(w.word.strip(), float(w.start), float(w.end), float(w.probability))
             for s in segs
@@ -262,9 +282,9 @@ class WhisperTranscriber:
         tokens = [t for t in result.sequences_ids[0] if t < tok.eot]
         logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         no_speech = float(result.no_speech_prob)
-        text = apply_guards(tok.decode(tokens).strip(), no_speech, logprob, self.guards)
+        text, why = guard_verdict(tok.decode(tokens).strip(), no_speech, logprob, self.guards)
         if not text:
-            return Transcript(text="", no_speech_prob=no_speech, avg_logprob=logprob)
+            return Transcript(text="", no_speech_prob=no_speech, avg_logprob=logprob, rejected=why)
         found: tuple[Word, ...] = ()
         if words:
             found = self._align(tokens, encoded, content)
@@ -314,6 +334,8 @@ class FakeTranscriber:
 
 __all__ = [
     "EMPTY",
+    "INAUDIBLE",
+    "SILENCE_LIKE",
     "AsrError",
     "AsrScheduler",
     "AsrStats",
@@ -322,6 +344,7 @@ __all__ = [
     "Transcriber",
     "WhisperTranscriber",
     "apply_guards",
+    "guard_verdict",
     "is_looping",
     "load_model",
     "rms_dbfs",

@@ -52,3 +52,4 @@ class Transcript:
     words: tuple[Word, ...] = field(default=())
     no_speech_prob: float = 0.0
     avg_logprob: float = 0.0
+    rejected: str | None = None  # why the guards dropped the text (`media.asr` reasons); None if kept

@@ -25,6 +25,7 @@ from typing import Protocol
 
 import structlog
 
+from media.asr import INAUDIBLE, SILENCE_LIKE
 from media.events import PartialAudio, SpeechStarted, Transcript, Utterance
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE, EncodedFrame
 from redact.ids import safe_hex_id
@@ -409,8 +410,12 @@ class Call:
         finally:
             eng.metrics.asr_queue_depth.dec()
         raw = tr.text.strip()
+        if tr.rejected is not None:
+            eng.metrics.utterances_rejected.labels(tr.rejected).inc()
         if not raw:
-            return
+            if tr.rejected is None or tr.rejected in SILENCE_LIKE:
+                return  # nothing said, or Whisper's known inventions on silence (counted above)
+            raw = INAUDIBLE  # speech the model could not read: kept with its times, never dropped unseen
         # The previous turn tells what an answer like "jan.go.example.com" is.
         context = await self._context_for(st.index, utt)
         self._turns.append((utt.start, utt.end, raw))

@@ -21,6 +21,7 @@ class Metrics:
         "time_to_final",
         "utterances",
         "utterances_failed",
+        "utterances_rejected",
     )
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -34,6 +35,13 @@ class Metrics:
         self.utterances = Counter("converse_utterances", "Final utterances committed", registry=r)
         self.utterances_failed = Counter(
             "converse_utterances_failed", "Utterances not stored", ["stage"], registry=r
+        )
+        self.utterances_rejected = Counter(
+            "converse_utterances_rejected",
+            "Model outputs the hallucination guards rejected, by reason (silence-like ones are not stored;"
+            " the others are stored as [inaudible])",
+            ["reason"],
+            registry=r,
         )
         self.time_to_final = Histogram(
             "converse_time_to_final_seconds",
