@@ -11,6 +11,9 @@ If redaction of a value fails, that value is replaced by "[REDACTION_FAILED]": l
 from __future__ import annotations
 
 import logging
+import re
+import sys
+import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -100,3 +103,60 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = _redact_str(record.stack_info)
         return True
+
+
+# Third-party log records (aiohttp, aiortc, aioice, asyncio) quote request data: a rejected header's value
+# in an exception message, an exception's repr inside "Task exception was never retrieved". Their messages
+# and exception texts are not ours to trust, so byte-string reprs and long opaque tokens (base64, hex,
+# JWTs: the shapes a header value takes) are replaced before the PHI redaction runs.
+_BYTES_REPR_RE = re.compile(r"""b(?:'(?:[^'\\]|\\.)*'?|"(?:[^"\\]|\\.)*"?)""")
+_OPAQUE_RE = re.compile(r"[A-Za-z0-9+/_=.-]{24,}")
+OPAQUE = "[OPAQUE]"
+
+
+def _opaque(match: re.Match[str]) -> str:
+    token = match.group(0)
+    # Words, dotted module paths and file paths are kept; a run mixing letters and digits is a value.
+    if any(c.isdigit() for c in token) and any(c.isalpha() for c in token):
+        return OPAQUE
+    return token
+
+
+def scrub_foreign_text(text: str) -> str:
+    """`text` without byte-string reprs and long opaque tokens (a stdlib record's message or traceback)."""
+    return _OPAQUE_RE.sub(_opaque, _BYTES_REPR_RE.sub("b'[OPAQUE]'", text))
+
+
+def safe_exception_text(exc_info: Any) -> str:
+    """A traceback that names types and frames but drops every exception message (they quote data)."""
+    if isinstance(exc_info, BaseException):
+        exc: BaseException | None = exc_info
+    elif isinstance(exc_info, tuple) and len(exc_info) == 3:
+        exc = exc_info[1]
+    else:
+        return ""
+    lines: list[str] = []
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        frames = traceback.format_tb(exc.__traceback__)
+        lines.append("".join(frames) + f"{type(exc).__module__}.{type(exc).__qualname__} (message withheld)")
+        exc = exc.__cause__ or exc.__context__
+    return "Traceback (most recent call last):\n" + "\n-- while handling --\n".join(reversed(lines))
+
+
+def scrub_foreign(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor for `ProcessorFormatter.foreign_pre_chain`: runs on stdlib records only.
+
+    The exception is rendered without its message, and the message is scrubbed of quoted data, whether or
+    not PHI protection is on: header values and request bytes are never logged.
+    """
+    exc_info = event_dict.pop("exc_info", None)
+    if exc_info:
+        if exc_info is True:
+            exc_info = sys.exc_info()
+        event_dict["exception"] = safe_exception_text(exc_info)
+    # Frames name files and source lines only (no data): the message is what may quote a request.
+    if isinstance(event := event_dict.get("event"), str):
+        event_dict["event"] = scrub_foreign_text(event)
+    return event_dict

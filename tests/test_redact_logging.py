@@ -107,3 +107,78 @@ def test_stdlib_filter_disabled_passes_through(enabled: bool | Callable[[], bool
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "n %s", (PHONE,), None)
     assert RedactingFilter(enabled).filter(record)
     assert record.getMessage() == f"n {PHONE}"
+
+
+def _configured_output(run: Callable[[], None], *, json_format: bool = True) -> str:
+    """Run `run` with `worker.logs.configure` writing to a buffer; the previous logging state restored."""
+    import sys
+    import threading
+
+    from worker.logs import configure
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level, threading.excepthook, sys.stderr)
+    out = io.StringIO()
+    sys.stderr = out
+    try:
+        configure(json=json_format)
+        run()
+    finally:
+        sys.stderr = saved[3]
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in saved[0]:
+            root.addHandler(h)
+        root.setLevel(saved[1])
+        threading.excepthook = saved[2]
+        logging.captureWarnings(False)
+        structlog.reset_defaults()
+    return out.getvalue()
+
+
+HEADER_VALUE = "eyJuYW1lIjogIkphbmUgRG9lIiwgImRvYiI6ICIxOTcwLTAxLTAyIn0"  # base64 of a name and a DOB
+
+
+def test_stdlib_records_share_the_json_chain_and_never_quote_request_data() -> None:
+    def run() -> None:
+        log = logging.getLogger("aiohttp.server")
+        try:
+            raise ValueError(f"Got more than 8190 bytes when reading: b'{HEADER_VALUE}'; card {CARD}")
+        except ValueError:
+            log.exception("Error handling request from %s", "127.0.0.1")
+        logging.getLogger("asyncio").error(
+            "Task exception was never retrieved\nfuture: <Task exception=LineTooLong(\"b'%s'\")>",
+            HEADER_VALUE,
+        )
+        logging.getLogger("aioice").warning("callback %s for %s", PHONE, EMAIL)
+        logging.getLogger("aioice").info("chatter below WARNING is not shown")
+        structlog.get_logger("worker").info("ours", email=EMAIL)
+
+    text = _configured_output(run)
+    lines = [json.loads(line) for line in text.splitlines()]  # every line is one JSON object
+    assert [e.get("logger") for e in lines] == ["aiohttp.server", "asyncio", "aioice", None]
+    assert HEADER_VALUE not in text and "eyJuYW1l" not in text
+    assert_no_phi(text)
+    assert "LineTooLong" not in lines[0]["exception"]  # the message is withheld, the type and frames kept
+    assert "builtins.ValueError (message withheld)" in lines[0]["exception"]
+    assert "Traceback" in lines[0]["exception"] and "in run" in lines[0]["exception"]
+    assert lines[2]["event"] == "callback [PHONE] for [EMAIL]" and lines[2]["level"] == "warning"
+    assert lines[3]["email"] == "[EMAIL]"
+
+
+def test_thread_exceptions_go_through_the_chain() -> None:
+    import threading
+
+    def boom() -> None:
+        raise RuntimeError(f"token {HEADER_VALUE} for {PHONE}")
+
+    def run() -> None:
+        t = threading.Thread(target=boom)
+        t.start()
+        t.join()
+
+    text = _configured_output(run)
+    (entry,) = [json.loads(line) for line in text.splitlines()]
+    assert entry["logger"] == "threading" and "RuntimeError (message withheld)" in entry["exception"]
+    assert HEADER_VALUE not in text
+    assert_no_phi(text)
