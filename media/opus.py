@@ -1,4 +1,4 @@
-"""Opus encode/decode of 20 ms frames (PyAV's libopus) and Ogg Opus / WAV writing for export."""
+"""Opus encode/decode (PyAV's libopus; any Opus frame duration) and Ogg Opus / WAV writing for export."""
 
 from __future__ import annotations
 
@@ -19,35 +19,45 @@ class OpusError(Exception):
     """An Opus payload could not be encoded or decoded (message carries sizes only)."""
 
 
+# Opus frame durations (RFC 6716 section 2.1.4, as libopus encodes them) in 48 kHz samples.
+FRAME_DURATIONS = {120: "2.5", 240: "5", 480: "10", 960: "20", 1920: "40", 2880: "60", 3840: "80"}
+FRAME_DURATIONS |= {4800: "100", 5760: "120"}
+
+
 class OpusEncoder:
-    """Encodes 960-sample 48 kHz mono s16 frames to one Opus packet each (what a WebRTC sender emits)."""
+    """Encodes 48 kHz mono s16 frames of `frame_samples` (20 ms by default, what a WebRTC sender emits;
+    2.5 to 120 ms as SIP gateways and `ptime` clients send) to one Opus packet each."""
 
-    __slots__ = ("_ctx", "_pts")
+    __slots__ = ("_ctx", "_pts", "frame_samples")
 
-    def __init__(self, bitrate: int = 32_000) -> None:
+    def __init__(self, bitrate: int = 32_000, *, frame_samples: int = FRAME_SAMPLES) -> None:
+        if frame_samples not in FRAME_DURATIONS:
+            raise OpusError(f"no Opus frame duration of {frame_samples} samples")
         ctx = av.CodecContext.create("libopus", "w")
         ctx.sample_rate = SAMPLE_RATE
         ctx.layout = "mono"
         ctx.format = "s16"
         ctx.bit_rate = bitrate
         ctx.time_base = _TIME_BASE
-        ctx.options = {"frame_duration": "20", "application": "voip"}
+        ctx.options = {"frame_duration": FRAME_DURATIONS[frame_samples], "application": "voip"}
         ctx.open()
         self._ctx = ctx
         self._pts = 0
+        self.frame_samples = frame_samples
 
     def encode(self, pcm: bytes) -> bytes:
-        if len(pcm) != FRAME_SAMPLES * 2:
-            raise OpusError(f"expected {FRAME_SAMPLES * 2} bytes of PCM, got {len(pcm)}")
+        n = self.frame_samples
+        if len(pcm) != n * 2:
+            raise OpusError(f"expected {n * 2} bytes of PCM, got {len(pcm)}")
         frame = av.AudioFrame.from_ndarray(
             np.frombuffer(pcm, dtype=np.int16).reshape(1, -1), format="s16", layout="mono"
         )
         frame.sample_rate = SAMPLE_RATE
         frame.pts = self._pts
         frame.time_base = _TIME_BASE
-        self._pts += FRAME_SAMPLES
+        self._pts += n
         packets = self._ctx.encode(frame)
-        # libopus has a fixed look-ahead but emits exactly one packet per 20 ms frame after the first.
+        # libopus has a fixed look-ahead but emits exactly one packet per frame after the first.
         return b"".join(bytes(p) for p in packets)
 
 

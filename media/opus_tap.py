@@ -243,18 +243,19 @@ class RtpTimeline:
     A frame that does not move forward (duplicate or late) is refused: `feed` returns None.
     """
 
-    __slots__ = ("_ext", "_first", "_next")
+    __slots__ = ("_ext", "_first", "_next", "_samples")
 
     def __init__(self) -> None:
         self._first: int | None = None
         self._ext = 0  # extended (unwrapped) timestamp of the last accepted frame
         self._next = 0  # where the next frame should start, relative to the first
+        self._samples = FRAME_SAMPLES  # duration of the last accepted frame: the unit of `lost`
 
     def feed(self, rtp_timestamp: int, samples: int = FRAME_SAMPLES) -> Placed | None:
         ts = rtp_timestamp & RTP_TS_MASK
         if self._first is None:
             self._first = self._ext = ts
-            self._next = samples
+            self._next = self._samples = samples
             return Placed(0, 0)
         step = ((ts - (self._ext & RTP_TS_MASK) + _HALF) & RTP_TS_MASK) - _HALF
         if step <= 0:
@@ -262,7 +263,10 @@ class RtpTimeline:
         ext = self._ext + step
         relative = ext - self._first
         gap = relative - self._next
-        lost = (gap + FRAME_SAMPLES // 2) // FRAME_SAMPLES if gap > 0 else 0
+        # Packets missing, in packets as long as the one before the gap (a lost 60 ms packet is one frame).
+        unit = self._samples
+        lost = (gap + unit // 2) // unit if gap > 0 else 0
         self._ext = ext
         self._next = relative + samples
+        self._samples = samples
         return Placed(relative, lost)

@@ -192,3 +192,12 @@ def test_timeline_relative_gaps_and_wrap() -> None:
 )
 def test_opus_packet_samples(payload: bytes, samples: int) -> None:
     assert opus_packet_samples(payload) == samples
+
+
+def test_timeline_counts_lost_packets_in_the_packet_size_before_the_gap() -> None:
+    tl = RtpTimeline()
+    assert tl.feed(1000, 2880) == Placed(0, 0)  # 60 ms packets
+    assert tl.feed(1000 + 2880, 2880) == Placed(2880, 0)
+    assert tl.feed(1000 + 4 * 2880, 2880) == Placed(4 * 2880, 2)  # two 60 ms packets lost, not six
+    assert tl.feed(1000 + 5 * 2880, 120) == Placed(5 * 2880, 0)  # 2.5 ms from here on
+    assert tl.feed(1000 + 5 * 2880 + 3 * 120, 120) == Placed(5 * 2880 + 360, 2)

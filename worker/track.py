@@ -6,8 +6,9 @@ Both are thin: the format is `media.recording`, the stages are `media.opus`, `me
 from __future__ import annotations
 
 from media.events import PartialAudio, SpeechStarted, Utterance
-from media.frames import FRAME_SAMPLES, SAMPLE_RATE, EncodedFrame
+from media.frames import ASR_RATE, SAMPLE_RATE, EncodedFrame
 from media.opus import OpusDecoder, OpusError
+from media.opus_tap import opus_packet_samples
 from media.recording import RecordingHeader, RecordingWriter
 from media.resample import Resampler48to16
 from media.sframe import CipherSuite
@@ -16,7 +17,6 @@ from storage.keys import new_data_key, track_key_context
 from storage.protocols import KeyProvider, RecordingSink, RecordingStore, TrackInfo, TranscriptStore
 
 RECORDING_SUITE = CipherSuite.AES_128_GCM_SHA256_128
-_SILENCE = bytes(FRAME_SAMPLES * 2)
 
 
 class TrackSealer:
@@ -86,10 +86,29 @@ SpeechEvent = SpeechStarted | Utterance | PartialAudio
 PARTIAL_INTERVAL_S = 1.0  # the live view's interim transcript of an utterance in progress, this often
 
 
-class TrackSpeech:
-    """Decode -> 16 kHz -> VAD for one track. Called from a worker thread, one batch at a time."""
+# Gaps up to this long (lost packets, DTX, a hold) become silence; longer ones jump the VAD clock instead.
+MAX_FILL_SAMPLES = SAMPLE_RATE * 60
 
-    __slots__ = ("_decoder", "_next_ts", "_partials", "_resampler", "_segmenter", "decode_errors")
+
+class TrackSpeech:
+    """Decode -> 16 kHz -> VAD for one track. Called from a worker thread, one batch at a time.
+
+    The speech timeline is the track's RTP timeline: each packet's PCM is placed at its timestamp and is as
+    long as it decodes (2.5 to 120 ms, RFC 6716), a gap before it becomes silence, and PCM a timestamp says
+    overlaps what came before is cut off at the front, so the VAD clock only ever moves forward with the
+    audio it is given. `overlap_samples` counts what such (non-conforming) timestamps cut.
+    """
+
+    __slots__ = (
+        "_clock16",
+        "_decoder",
+        "_next_ts",
+        "_partials",
+        "_resampler",
+        "_segmenter",
+        "decode_errors",
+        "overlap_samples",
+    )
 
     def __init__(self, *, partials: bool = False, vad: VadConfig | None = None) -> None:
         self._decoder = OpusDecoder()
@@ -98,8 +117,26 @@ class TrackSpeech:
         interval = PARTIAL_INTERVAL_S if partials else None
         self._segmenter = Segmenter(vad or VadConfig(partial_interval=interval))
         self._partials = partials
-        self._next_ts = 0
+        self._next_ts = 0  # 48 kHz samples: where the audio given to the segmenter so far ends
+        # The segmenter's clock in 16 kHz samples: what the resampler gave it plus the jumps. Integer, so
+        # event times do not depend on how the PCM was chunked (48 kHz gaps need not be multiples of 3).
+        self._clock16 = 0
         self.decode_errors = 0
+        self.overlap_samples = 0
+
+    @property
+    def heard_s(self) -> float:
+        """Seconds of track audio the segmenter has been given."""
+        return self._next_ts / SAMPLE_RATE
+
+    def _pcm(self, frame: EncodedFrame) -> bytes:
+        if frame.pcm is not None:
+            return frame.pcm
+        try:
+            return self._decoder.decode(frame.payload)
+        except OpusError:
+            self.decode_errors += 1
+            return bytes(2 * opus_packet_samples(frame.payload))  # its place on the timeline, as silence
 
     def process(self, batch: list[EncodedFrame], ended: bool, partials: bool) -> list[SpeechEvent]:
         events: list[SpeechEvent] = []
@@ -110,33 +147,30 @@ class TrackSpeech:
         def end_run() -> None:
             if run:
                 pcm16 = self._resampler.process(b"".join(run))
-                events.extend(self._segmenter.feed(pcm16, self._next_ts / SAMPLE_RATE))
+                self._clock16 += len(pcm16) // 2
+                events.extend(self._segmenter.feed(pcm16, self._clock16 / ASR_RATE))
                 run.clear()
 
         for frame in batch:
-            # Gaps (lost frames, DTX) become silence so VAD times stay on the audio timeline.
-            while (
-                frame.timestamp - self._next_ts >= FRAME_SAMPLES
-                and frame.timestamp - self._next_ts < SAMPLE_RATE * 60
-            ):
-                run.append(_SILENCE)
-                self._next_ts += FRAME_SAMPLES
-            if frame.timestamp != self._next_ts:
-                end_run()  # the timeline jumps (a part-frame or a long gap): the run ends where it ended
-            pcm = frame.pcm
-            if pcm is None:
-                try:
-                    pcm = self._decoder.decode(frame.payload)
-                except OpusError:
-                    self.decode_errors += 1
-                    pcm = _SILENCE
-            if len(pcm) != FRAME_SAMPLES * 2:
-                pcm = (pcm + _SILENCE)[: FRAME_SAMPLES * 2]
-            run.append(pcm)
-            self._next_ts = frame.timestamp + FRAME_SAMPLES
+            pcm = self._pcm(frame)
+            gap = frame.timestamp - self._next_ts
+            if gap >= MAX_FILL_SAMPLES:
+                end_run()  # a long gap: the run ends where it ended, the clock jumps to this packet
+                self._clock16 += gap // (SAMPLE_RATE // ASR_RATE)
+                self._next_ts = frame.timestamp
+            elif gap > 0:
+                run.append(bytes(2 * gap))  # lost packets, DTX: silence keeps VAD times on the timeline
+                self._next_ts = frame.timestamp
+            elif gap < 0:
+                cut = min(-gap, len(pcm) // 2)
+                self.overlap_samples += cut
+                pcm = pcm[2 * cut :]
+            if pcm:
+                run.append(pcm)
+                self._next_ts += len(pcm) // 2
         end_run()
         if ended:
-            events += self._segmenter.flush(self._next_ts / SAMPLE_RATE)
+            events += self._segmenter.flush(self._clock16 / ASR_RATE)
         if not (partials and self._partials):
             events = [e for e in events if not isinstance(e, PartialAudio)]
         return events
