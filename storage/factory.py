@@ -98,9 +98,22 @@ async def _open_local(data_dir: Path) -> Stores:
     return Stores(transcripts, LocalRecordingStore(data_dir / RECORDINGS_DIR))
 
 
+def missing_extra(exc: ModuleNotFoundError, setting: str) -> StorageError:
+    """The one-line error for a scale-out setting on an install without the `scale` extra (a plain
+    `pip install .` runs the embedded default only; asyncpg and aiobotocore come with the extra)."""
+    missing = f" ({exc.name.split('.')[0]} is missing)" if exc.name else ""
+    return StorageError(
+        f"{setting} needs the PostgreSQL/S3 backend, which is not installed{missing}:"
+        " pip install 'converse-worker[scale]'"
+    )
+
+
 async def _open_scale_out(database_url: str, object_store_url: str) -> Stores:
-    from storage.pg_store import PgTranscriptStore
-    from storage.s3_recordings import S3RecordingStore
+    try:
+        from storage.pg_store import PgTranscriptStore
+        from storage.s3_recordings import S3RecordingStore
+    except ModuleNotFoundError as exc:
+        raise missing_extra(exc, "CONVERSE_DATABASE_URL") from None
 
     recordings = S3RecordingStore(object_store_url)  # parses the URL: a bad one fails before connecting
     transcripts = PgTranscriptStore(database_url)
@@ -147,8 +160,10 @@ async def migrate_stores(data_dir: Path, *, database_url: str | None = None) -> 
     from storage import migrate
 
     if database_url is not None:
-        from storage.pg_store import PgTranscriptStore
-
+        try:
+            from storage.pg_store import PgTranscriptStore
+        except ModuleNotFoundError as exc:
+            raise missing_extra(exc, "CONVERSE_DATABASE_URL") from None
         return await PgTranscriptStore(database_url).migrate()
     data_dir = Path(data_dir)
     await asyncio.to_thread(_private_dir, data_dir)

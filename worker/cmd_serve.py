@@ -23,7 +23,6 @@ import structlog
 from aiohttp import web
 from aiortc import RTCIceServer
 
-from storage.audit_pg import PgAuditLog
 from storage.retention import MAX_CALL, run_retention
 from worker.app_context import AppContext
 from worker.asr_setup import build_asr
@@ -142,12 +141,7 @@ async def run(args: argparse.Namespace) -> int:
             database_url=args.database_url or None,
             object_store_url=args.object_store_url or None,
         )
-        if isinstance(sec.audit, PgAuditLog):
-            try:
-                await sec.audit.open()
-            except BaseException:
-                await sec.close()
-                raise
+        await sec.open()
         metrics = Metrics()
         metrics.spooled_bytes.set_function(lambda: float(rt.stores.spooled_bytes))
         housekeeping: list[asyncio.Task[None]] = [asyncio.create_task(audit_checkpointer(sec))]

@@ -17,14 +17,18 @@ import getpass
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storage.audit import Actor
-from storage.audit_pg import PgAuditLog
 from storage.audit_store import AuditLog
+from storage.factory import missing_extra
 from storage.keys import LocalKeyFile
 from worker.access import Principal, Role
 from worker.identity import Authenticator, LocalIssuer, OidcVerifier, StaticTokenVerifier, TokenVerifier
 from worker.totp import TotpStore
+
+if TYPE_CHECKING:  # the scale-out log needs the `scale` extra: imported only when a database is configured
+    from storage.audit_pg import PgAuditLog
 
 LOCAL_ISSUER = "converse-local"
 AUDIENCE = "converse-worker"
@@ -42,6 +46,16 @@ class Security:
     issuer: LocalIssuer
     totp: TotpStore
     authenticator: Authenticator
+
+    async def open(self) -> None:
+        """Connect the scale-out audit log (the embedded one opens on first use); closes it on failure."""
+        if isinstance(self.audit, AuditLog):
+            return
+        try:
+            await self.audit.open()
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         await self.audit.close()
@@ -62,6 +76,10 @@ def open_security(
     database_url = database_url or os.environ.get("CONVERSE_DATABASE_URL") or None
     audit: AuditLog | PgAuditLog
     if database_url:
+        try:
+            from storage.audit_pg import PgAuditLog
+        except ModuleNotFoundError as exc:
+            raise missing_extra(exc, "CONVERSE_DATABASE_URL") from None
         object_store_url = object_store_url or os.environ.get("CONVERSE_OBJECT_STORE_URL") or None
         audit = PgAuditLog.for_urls(
             database_url, object_store_url, data_dir=data_dir, key_path=audit_key, scrub=_scrub
