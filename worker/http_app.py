@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from storage.audit import Actor
+from storage.errors import InvalidIdError
+from storage.protocols import validate_call_id
 from worker.access import Permission, check
+from worker.access import Principal as AccessPrincipal
 from worker.admission import Admission, AdmissionConfig, admission_middleware, gauge_value
 from worker.app_context import AppContext
 from worker.e2ee import sframe_hook
@@ -22,29 +28,111 @@ log = structlog.get_logger("worker.http")
 MAX_REQUEST_BYTES = 1024 * 1024  # admin API bodies are small; anything larger is refused with 413
 
 
+WHIP_PRINCIPAL = web.RequestKey("converse_whip_principal", AccessPrincipal)
+AUDIT_QUEUE = 1024  # call-end entries waiting for the audit log; past this they are logged as lost
+
+
+def _whip_resource(request: web.Request) -> str:
+    """`whip` for an offer, `call/<id>` for a call (`call/-` when the id in the path is invalid)."""
+    raw = request.match_info.get("call_id")
+    if raw is None:
+        return "whip"
+    try:
+        return f"call/{validate_call_id(raw)}"
+    except InvalidIdError:
+        return "call/-"
+
+
 def _whip_authorizer(ctx: AppContext):  # type: ignore[no-untyped-def]
-    """WHIP callers (the agent platform) authenticate like API callers and need CONFIGURE_AGENTS."""
+    """WHIP callers (the agent platform) authenticate like API callers and need CONFIGURE_AGENTS.
+
+    Every attempt leaves an entry: a failed authentication as `whip.authenticate` (anonymous, with the
+    peer IP), the decision as `whip.post` / `whip.delete` naming the call for a DELETE.
+    """
 
     async def authorize(request: web.Request) -> Principal:
         header = request.headers.get("Authorization")
+        action = f"whip.{request.method.lower()}"
+        resource = _whip_resource(request)
         try:
             p = ctx.security.authenticator.authenticate(header, request.remote)
         except IdentityError as exc:
-            raise Unauthorized(str(exc)) from None
+            reason = str(exc).splitlines()[0] if str(exc) else "authentication failed"
+            await ctx.security.audit.append(
+                Actor(user_id="anonymous", ip=request.remote),
+                "whip.authenticate",
+                resource,
+                "denied",
+                details={"method": request.method, "reason": reason},
+            )
+            raise Unauthorized(reason) from None
         decision = check(p, Permission.CONFIGURE_AGENTS)
-        action = f"whip.{request.method.lower()}"
         await ctx.security.audit.append(
             actor_of(p),
             action,
-            "whip",
+            resource,
             "allowed" if decision.allowed else "denied",
             details=None if decision.allowed else {"reason": decision.reason},
         )
         if not decision.allowed:
             raise Unauthorized(decision.reason)
+        request[WHIP_PRINCIPAL] = p
         return Principal(subject=p.user_id, org_id=p.org_id)
 
     return authorize
+
+
+def _call_started(ctx: AppContext):  # type: ignore[no-untyped-def]
+    async def started(request: web.Request, call_id: str) -> None:
+        p = request.get(WHIP_PRINCIPAL)
+        actor = actor_of(p) if p is not None else Actor(user_id="anonymous", ip=request.remote)
+        await ctx.security.audit.append(actor, "call.start", f"call/{call_id}", "ok", details={"via": "whip"})
+
+    return started
+
+
+class CallEndAudit:
+    """`call.end` entries for every call the engine ends (hang-up, DELETE, timeouts, drain), written by one
+    task the app owns through a bounded queue: the engine's hook is synchronous and must not block."""
+
+    def __init__(self, ctx: AppContext, maxsize: int = AUDIT_QUEUE) -> None:
+        self._ctx = ctx
+        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize)
+
+    def __call__(self, call_id: str) -> None:
+        try:
+            self._queue.put_nowait(call_id)
+        except asyncio.QueueFull:
+            log.error("audit_call_end_lost", call_id=call_id)
+
+    async def _write(self) -> None:
+        while True:
+            call_id = await self._queue.get()
+            try:
+                await self._ctx.security.audit.record_system("call.end", f"call/{call_id}", {"via": "engine"})
+            except Exception as exc:
+                log.error("audit_call_end_failed", call_id=call_id, error=type(exc).__name__)
+            finally:
+                self._queue.task_done()
+
+    async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
+        hooks = self._ctx.engine.on_call_ended
+        hooks.append(self)
+        task = asyncio.create_task(self._write())
+        try:
+            yield
+        finally:
+            hooks.remove(self)
+            try:
+                async with asyncio.timeout(10):
+                    await self._queue.join()  # what drain ended is written before the app goes
+            except TimeoutError:
+                log.error("audit_call_end_lost", pending=self._queue.qsize())
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
 
 
 def _static_js(name: str) -> web.RouteDef:
@@ -71,6 +159,7 @@ def build_app(ctx: AppContext, calls: Calls, admission: AdmissionConfig | None =
         client_max_size=MAX_REQUEST_BYTES, middlewares=[admission_middleware(gate), auth_middleware(ctx)]
     )
     app.cleanup_ctx.append(gate.lifecycle)
+    app.cleanup_ctx.append(CallEndAudit(ctx).lifecycle)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -103,6 +192,13 @@ def build_app(ctx: AppContext, calls: Calls, admission: AdmissionConfig | None =
         ]
     )
     app.add_routes(demo_routes())
-    app.add_routes(whip_routes(calls, authorize=_whip_authorizer(ctx), on_sframe=sframe_hook(ctx.metrics)))
+    app.add_routes(
+        whip_routes(
+            calls,
+            authorize=_whip_authorizer(ctx),
+            on_sframe=sframe_hook(ctx.metrics),
+            on_started=_call_started(ctx),
+        )
+    )
     app.add_routes(api_routes(ctx))
     return app

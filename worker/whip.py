@@ -40,6 +40,7 @@ __all__ = [
     "SFrameHeaderError",
     "SFrameHook",
     "SFrameParams",
+    "StartedHook",
     "Unauthorized",
     "WhipHandlers",
     "WhipLimits",
@@ -120,6 +121,9 @@ class WhipLimits:
 
 
 SFrameHook = Callable[[CallSession, SFrameParams], Awaitable[None]]
+# Called with the request and the new call's id once a call has started (the audit entry naming it); if it
+# raises, the call is ended and the offer answered 503: a call nobody can account for does not run.
+StartedHook = Callable[[web.Request, str], Awaitable[None]]
 
 
 class SFrameHeaderError(ValueError):
@@ -183,11 +187,13 @@ class WhipHandlers:
         authorize: Authorize,
         limits: WhipLimits | None = None,
         on_sframe: SFrameHook | None = None,
+        on_started: StartedHook | None = None,
     ) -> None:
         self.calls = calls
         self.authorize = authorize
         self.limits = limits or WhipLimits()
         self.on_sframe = on_sframe
+        self.on_started = on_started
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -267,6 +273,13 @@ class WhipHandlers:
         except Exception as exc:  # engine or aiortc failure during setup: the call was cleaned up
             log.error("whip_setup_failed", error=type(exc).__name__)
             return _reason(500, "call setup failed")
+        if self.on_started is not None:
+            try:
+                await self.on_started(request, call.call_id)
+            except Exception as exc:
+                log.error("whip_start_hook_failed", call_id=call.call_id, error=type(exc).__name__)
+                call.end("failed", "call start not recorded")
+                return self._unavailable("call start could not be recorded")
         return web.Response(
             status=201,
             body=answer.encode(),
@@ -307,8 +320,12 @@ def whip_routes(
     authorize: Authorize,
     limits: WhipLimits | None = None,
     on_sframe: SFrameHook | None = None,
+    on_started: StartedHook | None = None,
 ) -> list[web.RouteDef]:
-    return WhipHandlers(calls, authorize=authorize, limits=limits, on_sframe=on_sframe).routes()
+    handlers = WhipHandlers(
+        calls, authorize=authorize, limits=limits, on_sframe=on_sframe, on_started=on_started
+    )
+    return handlers.routes()
 
 
 async def _demo_page(request: web.Request) -> web.FileResponse:
