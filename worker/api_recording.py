@@ -1,7 +1,8 @@
 """Admin API: recording export. Unseals a track's recording and answers it as Ogg Opus or WAV.
 
 Everything runs off the event loop (unwrap, AES-GCM opening, muxing, decoding), and nothing in the clear
-touches the disk: the Ogg file is muxed into an `io.BytesIO`; the WAV is decoded and streamed in chunks.
+touches the disk: the Ogg file is muxed into an `io.BytesIO`; the WAV is decoded and streamed in bounded
+pieces (`media.export`: gaps become silence, capped by the call's wall-clock length).
 Any integrity failure of the sealed recording answers 409 with the record's one-line message, before any
 audio byte is sent (the whole recording is verified first).
 """
@@ -9,17 +10,13 @@ audio byte is sent (the whole recording is verified first).
 from __future__ import annotations
 
 import asyncio
-import io
-import struct
-from fractions import Fraction
+from datetime import UTC, datetime
 from typing import Final
 
-import av
 import structlog
 from aiohttp import web
 
-from media.frames import FRAME_SAMPLES, SAMPLE_RATE
-from media.opus import OpusDecoder, OpusError
+from media.export import ogg_bytes, pcm_pieces, silence_budget_s, wav_header
 from media.recording import RecordingError, RecordingHeader, RecordingIntegrityError, read_recording
 from storage.errors import KeyDestroyedError, NotFoundError, StorageError
 from storage.keys import track_key_context
@@ -31,57 +28,6 @@ from worker.http_auth import ApiError, ctx_of
 log = structlog.get_logger("worker.api_recording")
 
 FORMATS: Final = {"ogg": "audio/ogg", "wav": "audio/wav"}
-_TIME_BASE: Final = Fraction(1, SAMPLE_RATE)
-_WAV_CHUNK_FRAMES: Final = 500  # 10 s of audio decoded per trip to a thread
-_WAV_UNKNOWN_SIZE: Final = 0xFFFFFFFF  # streamed: sizes unknown up front (players read to the end)
-
-
-def ogg_bytes(frames: list[tuple[int, bytes]]) -> bytes:
-    """Mux Opus packets (48 kHz timestamps) into an in-memory Ogg Opus file, without re-encoding."""
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="ogg") as out:
-        stream = out.add_stream("libopus", rate=SAMPLE_RATE)
-        stream.codec_context.layout = "mono"
-        stream.codec_context.format = "s16"
-        stream.codec_context.time_base = _TIME_BASE
-        stream.time_base = _TIME_BASE
-        stream.codec_context.open()  # fills extradata (OpusHead) the Ogg muxer needs
-        for ts, payload in frames:
-            pkt = av.Packet(payload)
-            pkt.pts = pkt.dts = ts
-            pkt.time_base = _TIME_BASE
-            pkt.stream = stream
-            out.mux(pkt)
-    return buf.getvalue()
-
-
-def wav_header(sample_rate: int = SAMPLE_RATE) -> bytes:
-    """A 16-bit mono RIFF/WAVE header for a stream of unknown length."""
-    fmt = struct.pack("<HHIIHH", 1, 1, sample_rate, sample_rate * 2, 2, 16)
-    return (
-        b"RIFF"
-        + struct.pack("<I", _WAV_UNKNOWN_SIZE)
-        + b"WAVE"
-        + b"fmt "
-        + struct.pack("<I", len(fmt))
-        + fmt
-        + b"data"
-        + struct.pack("<I", _WAV_UNKNOWN_SIZE)
-    )
-
-
-def decode_chunk(dec: OpusDecoder, frames: list[tuple[int, bytes]], expected: int) -> tuple[bytes, int]:
-    """PCM of `frames`, gaps (lost frames) as silence to keep the timeline; returns (pcm, next timestamp)."""
-    pcm = bytearray()
-    for ts, payload in frames:
-        if ts > expected:
-            pcm += bytes((ts - expected) * 2)
-        try:
-            pcm += dec.decode(payload)
-        except OpusError:
-            pcm += bytes(FRAME_SAMPLES * 2)
-        expected = ts + FRAME_SAMPLES
-    return bytes(pcm), expected
 
 
 def track_of(request: web.Request) -> int:
@@ -142,12 +88,10 @@ async def export_recording(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={**headers, "Content-Type": FORMATS[fmt]})
     await resp.prepare(request)
     await resp.write(wav_header())
-    dec, expected = OpusDecoder(), 0
-    for i in range(0, len(frames), _WAV_CHUNK_FRAMES):
-        pcm, expected = await asyncio.to_thread(
-            decode_chunk, dec, frames[i : i + _WAV_CHUNK_FRAMES], expected
-        )
-        await resp.write(pcm)
+    budget = silence_budget_s(call.started_at, call.ended_at, datetime.now(UTC))
+    pieces = pcm_pieces(frames, max_silence_s=budget)  # bounded pieces, each decoded off the loop
+    while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
+        await resp.write(piece)
     await resp.write_eof()
     return resp
 

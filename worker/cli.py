@@ -104,18 +104,24 @@ def _parser() -> argparse.ArgumentParser:
 
     tk = sub.add_parser("token", help="identities for the embedded issuer")
     tksub = tk.add_subparsers(dest="action", required=True)
-    ti = tksub.add_parser("issue")
+    roles = ("owner", "admin", "support", "viewer")
+    ti = tksub.add_parser("issue", help="a short-lived JWT (mfa after a fresh TOTP code)")
     ti.add_argument("--user", required=True)
-    ti.add_argument("--email", required=True)
-    ti.add_argument("--org", default="default")
-    ti.add_argument("--role", required=True, choices=("owner", "admin", "support", "viewer"))
+    ti.add_argument("--email", default=None, help="default: the enrolment's")
+    ti.add_argument("--org", default=None, help="default: the enrolment's, else the caller's organisation")
+    ti.add_argument("--role", default=None, choices=roles, help="default: the enrolment's")
     ti.add_argument("--totp", default=None, help="current TOTP code (required for enrolled users)")
     ti.add_argument("--ttl", type=int, default=900)
-    te = tksub.add_parser("enroll")
+    te = tksub.add_parser("enroll", help="create a user's TOTP secret, with their organisation and role")
     te.add_argument("--user", required=True)
+    te.add_argument("--email", default=None, help="shown in the authenticator app (default: the user id)")
+    te.add_argument("--org", default=None, help="default: the caller's organisation")
+    te.add_argument("--role", required=True, choices=roles)
+    te.add_argument("--replace", action="store_true", help="replace an existing enrolment")
     for x in (ti, te):
         add_settings(x, STORAGE)
         x.add_argument("--json", action="store_true")
+        x.add_argument("--token", default=None, help="caller's bearer JWT (env CONVERSE_TOKEN)")
     return p
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
-from media.opus import OpusDecoder, OpusError, write_ogg_opus, write_wav
+from media.export import silence_budget_s, write_ogg_file, write_wav_file
 from media.recording import RecordingError, RecordingHeader, RecordingIntegrityError, read_recording
 from storage.errors import NotFoundError
 from storage.keys import track_key_context
@@ -20,9 +22,12 @@ async def transcripts(args: argparse.Namespace) -> int:
     async with open_runtime(args) as rt:
         store = rt.stores.transcripts
         if args.action == "list":
-            async with cli_guard(args, rt, "list_calls", "calls"):
-                calls = await store.list_calls()
+            async with cli_guard(args, rt, "list_calls", "calls") as who:
+                scope = who.org_scope  # with a token: the token's organisation only, as over HTTP
+                calls = await store.list_calls(scope)
             for c in calls:
+                if scope is not None and c.org_id != scope:
+                    continue
                 row = {
                     "call_id": c.call_id,
                     "org_id": c.org_id,
@@ -37,12 +42,12 @@ async def transcripts(args: argparse.Namespace) -> int:
                 else:
                     print(f"{c.call_id}  {c.started_at}  {c.status:7}  {c.source:6}  {c.fixture or ''}")
             return 0
-        async with cli_guard(args, rt, "read_transcripts", f"call/{args.call_id}/transcript"):
+        resource = f"call/{args.call_id}/transcript"
+        async with cli_guard(args, rt, "read_transcripts", resource, call_id=args.call_id):
             try:
-                await store.get_call(args.call_id)
-            except NotFoundError:
+                utts = await store.get_utterances(args.call_id)
+            except NotFoundError:  # deleted by retention meanwhile
                 raise CommandError(f"no call {args.call_id}") from None
-            utts = await store.get_utterances(args.call_id)
         for u in utts:
             if args.json:
                 print(
@@ -69,9 +74,11 @@ async def export(args: argparse.Namespace) -> int:
     resource = f"call/{args.call_id}/track/{args.track}/recording"
     async with open_runtime(args) as rt:
         store = rt.stores.transcripts
-        async with cli_guard(args, rt, "export_recordings", resource):
+        async with cli_guard(args, rt, "export_recordings", resource, call_id=args.call_id) as who:
+            call = who.call
+            if call is None:  # cli_guard names the call or refuses
+                raise CommandError(f"no call {args.call_id}")
             try:
-                call = await store.get_call(args.call_id)
                 info = await store.get_track(args.call_id, args.track)
                 data = await rt.stores.recordings.read_track(args.call_id, args.track)
             except NotFoundError as exc:
@@ -99,20 +106,10 @@ async def export(args: argparse.Namespace) -> int:
                 )
             note = f"recording truncated after record {len(frames) - 1} (call did not end cleanly)"
         if fmt == "ogg":
-            write_ogg_opus(out, [(ts, payload) for ts, payload in frames])
+            await asyncio.to_thread(write_ogg_file, out, frames)
         else:
-            dec = OpusDecoder()
-            pcm = bytearray()
-            expected = 0
-            for ts, payload in frames:
-                if ts > expected:  # a gap (lost frames) is silence in the WAV, keeping the timeline
-                    pcm += bytes((ts - expected) * 2)
-                try:
-                    pcm += dec.decode(payload)
-                except OpusError:
-                    pcm += bytes(960 * 2)
-                expected = ts + 960
-            write_wav(out, bytes(pcm))
+            budget = silence_budget_s(call.started_at, call.ended_at, datetime.now(UTC))
+            await asyncio.to_thread(write_wav_file, out, frames, max_silence_s=budget)
         result = {
             "call_id": args.call_id,
             "track": args.track,

@@ -49,6 +49,17 @@ class LockedOutError(TotpError):
 
 
 @dataclass(frozen=True, slots=True)
+class Account:
+    """What an enrolment grants: tokens of `token issue` carry this organisation and role. Enrolments made
+    before organisations were recorded have `org_id`/`role` None."""
+
+    user_id: str
+    email: str
+    org_id: str | None
+    role: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Enrollment:
     user_id: str
     secret: str  # base32; shown once, to put in an authenticator app
@@ -86,15 +97,26 @@ class TotpStore:
     # -- public API ------------------------------------------------------------------------------------------
 
     def enroll(
-        self, user_id: str, email: str, *, replace: bool = False, secret: str | None = None
+        self,
+        user_id: str,
+        email: str,
+        *,
+        replace: bool = False,
+        secret: str | None = None,
+        org_id: str | None = None,
+        role: str | None = None,
     ) -> Enrollment:
-        """Create a secret for `user_id`. Re-enrolling needs `replace=True` (and resets the replay state)."""
+        """Create a secret for `user_id` (of `org_id`, with `role`). Re-enrolling needs `replace=True` (and
+        resets the replay state); a user of another organisation is never replaced."""
         secret = secret or pyotp.random_base32()
         with self._locked() as users:
-            if user_id in users and not replace:
+            old = users.get(user_id)
+            if old is not None and (not replace or old.get("org_id", org_id) != org_id):
                 raise TotpError(f"user {user_id} is already enrolled for TOTP")
             users[user_id] = {
                 "email": email,
+                "org_id": org_id,
+                "role": role,
                 **self._seal(user_id, secret),
                 "last_step": -1,
                 "failures": 0,
@@ -111,6 +133,19 @@ class TotpStore:
         with self._locked() as users:
             user = users.get(user_id)
             return None if user is None else str(user["email"])
+
+    def account(self, user_id: str) -> Account | None:
+        with self._locked() as users:
+            user = users.get(user_id)
+        if user is None:
+            return None
+        org, role = user.get("org_id"), user.get("role")
+        return Account(
+            user_id,
+            str(user["email"]),
+            None if org is None else str(org),
+            None if role is None else str(role),
+        )
 
     def remove(self, user_id: str) -> None:
         with self._locked() as users:
