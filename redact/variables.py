@@ -1,10 +1,12 @@
 """Runtime PHI variables: the values a call carries (patient name, date of birth, MRN, address, ...) are
 found in any written or spoken form and replaced by a placeholder named for the variable.
 
-Placeholder names. Common keys map to a shared name so analytics can count them across deployments
-(`patient_name`, `first_name` -> NAME; `dob`, `date_of_birth` -> DOB; `mrn` -> MRN; `address` -> ADDRESS;
-`phone` -> PHONE; `email` -> EMAIL; `ssn` -> SSN). Any other key becomes its own upper-cased name
-(`member_id` -> MEMBER_ID), so a reader of the transcript still sees what kind of value was there.
+Placeholder names come from a fixed set, never from the caller: a variable's name is chosen by whoever
+starts the call and may itself be PHI ("callback 555-123-4567"), and placeholders become stored text,
+metric labels and analytics keys. Common keys map to a shared name (`patient_name`, `first_name` -> NAME;
+`dob`, `date_of_birth` -> DOB; `mrn` -> MRN; `address` -> ADDRESS; `phone` -> PHONE; `email` -> EMAIL;
+`ssn` -> SSN); names the deployment declares (`declare_names`, from configuration) keep their own
+upper-cased name (`member_id` -> MEMBER_ID); anything else is VARIABLE.
 
 How each value is found:
 * names: the full name in either order, and each part alone ("Jane", "Doe", "DOE", "D-O-E"), titles aside;
@@ -19,7 +21,7 @@ How each value is found:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -68,13 +70,70 @@ _DIGIT_WORD_ALT = {d: f"(?:{d}|{'|'.join(sorted(digit_by_digit(d)))})" for d in 
 _EMAIL_SEP = r"(?:\s*[.@_+-]\s*|\s+(?:dot|at|underscore|dash|hyphen|plus)\s+)"
 
 
+VARIABLE = "VARIABLE"
+# A declared name is a short identifier, so it can never carry a phone number, an email or a name's text.
+_DECLARABLE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_ -]{0,31}")
+_DECLARED: set[str] = set()
+
+
+def _normalise(key: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", key.lower()).strip("_")
+
+
+def declare_names(names: Iterable[str]) -> None:
+    """The variable names this deployment uses beyond the built-in ones (replaces any earlier set).
+
+    Raises ValueError naming the offending entry's position (never its text) if one is not an identifier.
+    """
+    chosen: set[str] = set()
+    for position, name in enumerate(names, start=1):
+        if _DECLARABLE_RE.fullmatch(name) is None:
+            raise ValueError(f"declared variable name {position} is not an identifier of [A-Za-z0-9_-], 1-32")
+        chosen.add(_normalise(name))
+    _DECLARED.clear()
+    _DECLARED.update(chosen)
+    _compile.cache_clear()
+
+
+def declared_names() -> frozenset[str]:
+    return frozenset(_DECLARED)
+
+
+def known_placeholders() -> frozenset[str]:
+    """Every placeholder a variable can produce now: the built-in names, the declared ones and VARIABLE."""
+    return frozenset({*PLACEHOLDER_BY_KEY.values(), *(n.upper() for n in _DECLARED), VARIABLE})
+
+
+def safe_placeholder(name: str) -> str:
+    """`name` (`PHONE` or `[PHONE]`) if it is a placeholder redaction can produce now, else VARIABLE.
+
+    For whatever turns placeholder names into labels, keys or unsealed columns: a name outside the set
+    (stored before names were fixed, or unexpected) may itself be PHI.
+    """
+    from redact.pipeline import DEFAULT_ENTITIES  # the pipeline imports this module
+
+    norm = name.strip().strip("[]").upper()
+    return norm if norm in DEFAULT_ENTITIES or norm in known_placeholders() else VARIABLE
+
+
+def safe_counts(counts: Mapping[str, int]) -> dict[str, int]:
+    """Placeholder counts keyed by `safe_placeholder` (counts of names folded together are summed)."""
+    out: dict[str, int] = {}
+    for name, n in counts.items():
+        key = safe_placeholder(str(name))
+        out[key] = out.get(key, 0) + int(n)
+    return out
+
+
 def placeholder_for(key: str) -> str:
-    norm = re.sub(r"[^a-z0-9]+", "_", key.lower()).strip("_")
+    norm = _normalise(key)
     if norm in PLACEHOLDER_BY_KEY:
         return PLACEHOLDER_BY_KEY[norm]
     if norm.endswith("_name") or norm == "name":
         return "NAME"
-    return norm.upper() or "VARIABLE"
+    if norm in _DECLARED:
+        return norm.upper()
+    return VARIABLE
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from redact.variables import safe_counts
 from storage import migrate as migrations
 from storage.errors import ConflictError, NotFoundError, StorageUnavailableError, StoreClosedError
 from storage.protocols import (
@@ -418,7 +419,8 @@ class PgTranscriptStore:
     # utterances ---------------------------------------------------------------------------------------
     async def append_utterance(self, utt: UtteranceRecord) -> None:
         u = check_utterance(utt)
-        args = (u.call_id, u.track, u.seq, u.start, u.end, u.text, u.committed_at, dict(u.redactions))
+        # The column is unsealed: placeholder names from the fixed set only (a caller's name may be PHI).
+        args = (u.call_id, u.track, u.seq, u.start, u.end, u.text, u.committed_at, safe_counts(u.redactions))
         what = f"utterance {u.call_id}/{u.track}/{u.seq}"
         await self._insert_once(_UTT_INSERT, args, _UTT_KEY, 3, what)
 

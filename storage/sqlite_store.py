@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from redact.variables import safe_counts
 from storage import migrate as migrations
 from storage.errors import ConflictError, NotFoundError, StorageUnavailableError, StoreClosedError
 from storage.protocols import (
@@ -420,7 +421,8 @@ class LocalTranscriptStore:
     # utterances ---------------------------------------------------------------------------------------
     async def append_utterance(self, utt: UtteranceRecord) -> None:
         u = check_utterance(utt)
-        redactions = json.dumps(dict(u.redactions), sort_keys=True, separators=(",", ":"))
+        # The column is unsealed: placeholder names from the fixed set only (a caller's name may be PHI).
+        redactions = json.dumps(safe_counts(u.redactions), sort_keys=True, separators=(",", ":"))
         args = (u.call_id, u.track, u.seq, u.start, u.end, u.text, u.committed_at, redactions)
         what = f"utterance {u.call_id}/{u.track}/{u.seq}"
         await self._run(lambda conn: _insert_once(conn, _UTT_INSERT, args, _UTT_KEY, 3, what))

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from redact import Redactor, redact_detailed, redact_text
-from redact.variables import placeholder_for
+from redact.variables import declare_names, declared_names, known_placeholders, placeholder_for
+
+
+@pytest.fixture
+def declared() -> Iterator[None]:
+    """This deployment declares `member_id` and `insurance_plan`; restored afterwards."""
+    before = declared_names()
+    declare_names(["member_id", "insurance-plan"])
+    yield
+    declare_names(before)
+
 
 VARS = {
     "patient_name": "Jane Doe",
@@ -37,8 +49,8 @@ VARS = {
         ("It's 4821-3377.", "It's [MRN]."),
         ("I live at 12 Elm Street.", "I live at [ADDRESS]."),
         ("I live at twelve Elm St., apartment 3.", "I live at [ADDRESS], apartment 3."),
-        ("Member ID A B nine nine one seven two.", "Member ID [MEMBER_ID]."),
-        ("member id ab-99172", "member id [MEMBER_ID]"),
+        ("Member ID A B nine nine one seven two.", "Member ID [VARIABLE]."),
+        ("member id ab-99172", "member id [VARIABLE]"),
         ("Email jane dot doe at example dot com.", "Email [EMAIL]."),
         # Near misses stay.
         ("The appointment is March 4th at 2 p.m.", None),
@@ -82,12 +94,34 @@ def test_phone_variable_said_without_country_code() -> None:
         ("phone", "PHONE"),
         ("email", "EMAIL"),
         ("ssn", "SSN"),
-        ("member_id", "MEMBER_ID"),
-        ("insurance-plan", "INSURANCE_PLAN"),
+        ("member_id", "VARIABLE"),  # not declared by this deployment
+        ("callback 555-123-4567 jane.doe@example.com", "VARIABLE"),
+        ("Jane Doe DOB 1962", "VARIABLE"),
     ],
 )
 def test_placeholder_names(key: str, placeholder: str) -> None:
     assert placeholder_for(key) == placeholder
+
+
+def test_declared_names_keep_their_placeholder(declared: None) -> None:
+    assert placeholder_for("member_id") == "MEMBER_ID"
+    assert placeholder_for("Insurance Plan") == "INSURANCE_PLAN"
+    assert placeholder_for("other_id") == "VARIABLE"
+    assert {"MEMBER_ID", "INSURANCE_PLAN", "VARIABLE", "NAME"} <= known_placeholders()
+    assert redact_text("member id ab-99172", VARS) == "member id [MEMBER_ID]"
+
+
+def test_caller_chosen_names_never_become_placeholders() -> None:
+    name = "callback 555-123-4567 jane.doe@example.com"
+    r = redact_detailed("the code is zebra forty", {name: "zebra forty"})
+    assert r.text == "the code is [VARIABLE]" and r.counts == {"VARIABLE": 1}
+
+
+@pytest.mark.parametrize("bad", ["555-123-4567", "jane.doe@example.com", "x" * 40, "", "9lives"])
+def test_declared_names_must_be_identifiers(bad: str) -> None:
+    with pytest.raises(ValueError, match=r"^declared variable name 2 is not") as err:
+        declare_names(["member_id", bad])
+    assert bad not in str(err.value) or not bad
 
 
 def test_entities_configurable_and_variables_still_apply() -> None:

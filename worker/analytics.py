@@ -13,13 +13,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from redact.variables import safe_placeholder
 from storage.errors import NotFoundError
 from storage.protocols import CallInfo, TranscriptStore, UtteranceRecord, parse_timestamp
 
 
 def placeholder_name(name: str) -> str:
-    """`[PHONE]` and `PHONE` are the same redaction type."""
-    return name.strip().strip("[]").upper() or "UNKNOWN"
+    """The redaction type of a stored or counted placeholder name (`[PHONE]` and `PHONE` are the same),
+    from a fixed set: anything else counts as VARIABLE (it may be a caller-chosen name, itself PHI)."""
+    return safe_placeholder(name)
 
 
 @dataclass(frozen=True, slots=True)

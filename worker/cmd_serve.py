@@ -26,7 +26,7 @@ from aiortc import RTCIceServer
 from storage.retention import MAX_CALL, run_retention
 from worker.app_context import AppContext
 from worker.asr_setup import build_asr
-from worker.config import kek_path
+from worker.config import http_settings, kek_path
 from worker.engine import Engine, EngineConfig
 from worker.http_app import build_app
 from worker.metrics import Metrics
@@ -131,6 +131,7 @@ async def _stop_tasks(tasks: list[asyncio.Task[None]]) -> None:
 async def run(args: argparse.Namespace) -> int:
     host, port = args.http_host, int(args.http_port)
     wcfg = webrtc_config(args)
+    cors_origins = http_settings(args)  # also declares --variable-names
     batch_s = speech_batch_seconds(args.speech_batch_seconds)
     async with open_runtime(args) as rt:
         sec = open_security(
@@ -173,7 +174,7 @@ async def run(args: argparse.Namespace) -> int:
                         readiness=lambda: readiness(rt),
                     )
                     engine.on_call_ended.append(ctx.escalations.forget)
-                    app = build_app(ctx, calls)
+                    app = build_app(ctx, calls, cors_origins=cors_origins)
                     runner = web.AppRunner(app, handle_signals=False, access_log=None)
                     await runner.setup()
                     try:

@@ -74,6 +74,18 @@ SETTINGS: tuple[Setting, ...] = (
         "Decode/VAD tick: frames gathered this long cross to the thread, all tracks in one hop; adds at most "
         "this to time to final",
     ),
+    Setting(
+        "variable-names",
+        "",
+        "Comma-separated call variable names this deployment uses beyond the built-in ones (e.g. member_id): "
+        "each keeps its own placeholder ([MEMBER_ID]); any other undeclared name is redacted as [VARIABLE]",
+    ),
+    Setting(
+        "cors-origins",
+        "",
+        "Comma-separated origins (https://app.example.org) whose pages may call /whip and /v1/ from a "
+        "browser; none by default",
+    ),
     Setting("log-format", "json", "Log format: json or console"),
     Setting("log-level", "info", "Log level"),
 )
@@ -89,6 +101,10 @@ def add_settings(parser: argparse.ArgumentParser, names: tuple[str, ...] | None 
             default=os.environ.get(s.env, s.default),
             help=f"{s.help} (env {s.env})",
         )
+
+
+def split_list(value: str | None) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (value or "").split(",") if item.strip())
 
 
 def kek_path(value: str | None) -> Path:
@@ -114,3 +130,15 @@ def render_markdown() -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def http_settings(args: argparse.Namespace) -> frozenset[str]:
+    """Apply `--variable-names` (the declared placeholder names) and return the `--cors-origins` allow-list.
+
+    A bad entry is a ValueError that names the setting and the entry's position, never its text.
+    """
+    from redact.variables import declare_names
+    from worker.cors import parse_origins
+
+    declare_names(split_list(getattr(args, "variable_names", "")))
+    return parse_origins(split_list(getattr(args, "cors_origins", "")))

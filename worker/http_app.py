@@ -17,6 +17,7 @@ from worker.access import Permission, check
 from worker.access import Principal as AccessPrincipal
 from worker.admission import Admission, AdmissionConfig, admission_middleware, gauge_value
 from worker.app_context import AppContext
+from worker.cors import Cors
 from worker.e2ee import sframe_hook
 from worker.identity import IdentityError
 from worker.security import actor_of
@@ -144,7 +145,13 @@ def _static_js(name: str) -> web.RouteDef:
     return web.get(f"/{name}", handler)
 
 
-def build_app(ctx: AppContext, calls: Calls, admission: AdmissionConfig | None = None) -> web.Application:
+def build_app(
+    ctx: AppContext,
+    calls: Calls,
+    admission: AdmissionConfig | None = None,
+    *,
+    cors_origins: frozenset[str] = frozenset(),
+) -> web.Application:
     from worker.admin_api import api_routes
     from worker.http_auth import auth_middleware
     from worker.openapi import openapi_spec
@@ -155,9 +162,13 @@ def build_app(ctx: AppContext, calls: Calls, admission: AdmissionConfig | None =
         asr_backlog=gauge_value(ctx.metrics.registry, "converse_asr_queue_depth"),
         registry=ctx.metrics.registry,
     )
+    # CORS preflights are answered before admission and authentication (a browser sends them bare).
+    cors = Cors(cors_origins)
     app = web.Application(
-        client_max_size=MAX_REQUEST_BYTES, middlewares=[admission_middleware(gate), auth_middleware(ctx)]
+        client_max_size=MAX_REQUEST_BYTES,
+        middlewares=[cors.middleware(), admission_middleware(gate), auth_middleware(ctx)],
     )
+    app.on_response_prepare.append(cors.on_prepare)
     app.cleanup_ctx.append(gate.lifecycle)
     app.cleanup_ctx.append(CallEndAudit(ctx).lifecycle)
 

@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from redact.variables import safe_placeholder
+
+
+class PlaceholderCounter:
+    """`converse_redactions{type}` whose label comes from a fixed set (`redact.variables.safe_placeholder`):
+    whatever name reaches `labels`, the unauthenticated /metrics never shows a caller-chosen one."""
+
+    __slots__ = ("_counter",)
+
+    def __init__(self, counter: Counter) -> None:
+        self._counter = counter
+
+    def labels(self, name: str) -> Counter:
+        return self._counter.labels(safe_placeholder(name))
+
 
 class Metrics:
     __slots__ = (
         "active_calls",
+        "asr_hung",
         "asr_queue_depth",
         "calls_total",
         "frames_lost",
@@ -18,6 +34,7 @@ class Metrics:
         "sframe_failures",
         "shed_partials",
         "spooled_bytes",
+        "store_errors",
         "time_to_final",
         "utterances",
         "utterances_failed",
@@ -53,11 +70,17 @@ class Metrics:
         self.shed_partials = Counter(
             "converse_shed_partials", "Partial transcripts shed under load", registry=r
         )
-        self.redactions = Counter(
-            "converse_redactions", "Placeholders written, by type", ["type"], registry=r
+        self.redactions = PlaceholderCounter(
+            Counter("converse_redactions", "Placeholders written, by type", ["type"], registry=r)
         )
         self.sframe_failures = Counter(
             "converse_sframe_failures", "Incoming SFrame frames rejected", ["reason"], registry=r
+        )
+        self.store_errors = Counter(
+            "converse_store_errors", "Storage writes that failed (skipped or retried)", ["op"], registry=r
+        )
+        self.asr_hung = Gauge(
+            "converse_asr_hung_workers", "ASR workers stuck in a model call past the timeout", registry=r
         )
         self.spooled_bytes = Gauge(
             "converse_spooled_bytes", "Bytes spooled locally during storage outages since start", registry=r
