@@ -112,3 +112,21 @@ def test_serve_refuses_a_bad_speech_batch_window_in_one_line(tmp_path: Path, val
         and lines[0].startswith("error: ")
         and ("speech-batch-seconds" in lines[0] or value in lines[0])
     )
+
+
+def test_a_configuration_error_says_what_is_wrong_and_which_setting(tmp_path: Path) -> None:
+    """Known error types print their own (PHI-free) message, not only their type."""
+    env = cli_env(tmp_path / "d", tmp_path / "k.json", CONVERSE_API_TOKEN="short-tok", CONVERSE_HTTP_PORT="0")
+    proc = run_cli(["serve"], env, check=False, timeout=60)
+    assert (proc.returncode, proc.stderr) == (1, "error: CONVERSE_API_TOKEN must be at least 16 characters\n")
+    assert "short-tok" not in proc.stderr
+
+
+def test_error_lines_of_known_and_unknown_errors() -> None:
+    from storage.errors import NotFoundError
+    from worker.cli import error_line
+    from worker.identity import IdentityError
+
+    assert error_line(IdentityError("token expired")) == "token expired"
+    assert error_line(NotFoundError("call c1\nnot found")) == "call c1 not found"
+    assert error_line(RuntimeError("Jane Doe 555-123-4567")) == "unexpected RuntimeError"

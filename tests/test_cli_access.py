@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 
 from tests.cli_plant import plant_call
 from tests.support import cli_env, json_lines, run_cli
+from worker.identity import LocalIssuer
 from worker.totp import code_at
 
 
@@ -137,3 +139,15 @@ def test_an_enrolment_is_never_silently_replaced(env: dict[str, str]) -> None:
         ("denied", None),
         ("ok", True),
     ]
+
+
+def test_a_ten_year_token_signed_by_the_issuer_is_refused(env: dict[str, str], tmp_path: Path) -> None:
+    issuer = LocalIssuer(tmp_path / "keys" / "issuer.key")  # the key the CLI's embedded issuer signs with
+    now = int(time.time())
+    claims = {"iss": "converse-local", "aud": "converse-worker", "sub": "u1", "org_id": "orgB",
+              "role": "owner", "amr": ["otp", "mfa"], "iat": now, "nbf": now,
+              "exp": now + 10 * 365 * 86400}  # fmt: skip
+    token = jwt.encode(claims, issuer.key, algorithm="EdDSA", headers={"kid": issuer.key_id})
+    proc = run_cli(["transcripts", "show", "callB", "--token", token], env, check=False)
+    assert (proc.returncode, proc.stderr) == (1, "error: denied: token lifetime exceeds 3600 seconds\n")
+    assert "orgB words" not in proc.stdout

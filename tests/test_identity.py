@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from storage.audit import AuditError
 from worker.access import Principal, Role, check
 from worker.identity import (
+    MAX_TTL_S,
     Authenticator,
     IdentityError,
     LocalIssuer,
@@ -253,3 +254,22 @@ def test_ed25519_key_file_must_be_private(tmp_path: Path) -> None:
     key.chmod(0o640)
     with pytest.raises(AuditError, match=r"is readable by group or others; chmod 600 it$"):
         LocalIssuer(key).issue("u1", None, "org1", "admin", [])
+
+
+def test_a_token_living_longer_than_the_maximum_is_refused(issuer: LocalIssuer) -> None:
+    now = int(time.time())
+    base = {"iss": "converse-local", "aud": "converse-worker", "sub": "u1", "org_id": "org1", "role": "admin",
+            "amr": ["otp", "mfa"]}  # fmt: skip
+    ten_years = 10 * 365 * 86400
+    for iat, exp in ((now, now + ten_years), (now - ten_years, now + 600), (now - 3500, now + 3600)):
+        token = jwt.encode({**base, "iat": iat, "nbf": iat, "exp": exp}, issuer.key, algorithm="EdDSA")
+        with pytest.raises(IdentityError, match=r"^token lifetime exceeds 3600 seconds$"):
+            issuer.verify(token)
+    # A short life claimed by an iat in the future does not help (PyJWT refuses such an iat).
+    claims = {**base, "iat": now + ten_years - 600, "nbf": now, "exp": now + ten_years}
+    with pytest.raises(IdentityError, match=r"^token not yet valid$"):
+        issuer.verify(jwt.encode(claims, issuer.key, algorithm="EdDSA"))
+    token = jwt.encode(
+        {**base, "iat": now, "nbf": now, "exp": now + MAX_TTL_S}, issuer.key, algorithm="EdDSA"
+    )
+    assert issuer.verify(token).user_id == "u1"

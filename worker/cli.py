@@ -9,7 +9,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, Final
 
 from worker.config import add_settings
 
@@ -173,13 +173,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # the last line of defence: one line, no traceback, no data
-        from storage.errors import StorageError
-
-        if isinstance(exc, StorageError | OSError | ValueError):
-            print(f"error: {exc}", file=sys.stderr)
-        else:
-            print(f"error: unexpected {type(exc).__name__}", file=sys.stderr)
+        print(f"error: {error_line(exc)}", file=sys.stderr)
         return 1
+
+
+# The error trees whose messages carry ids, names, sizes and settings, never PHI, token or key material
+# (STYLE.md practice 8): the CLI prints their own message. Anything else prints only its type.
+KNOWN_ERRORS: Final = frozenset(
+    {
+        ("storage.errors", "StorageError"),
+        ("worker.identity", "IdentityError"),
+        ("worker.totp", "TotpError"),
+        ("worker.access", "AccessDeniedError"),
+        ("worker.e2ee", "E2eeError"),
+        ("worker.webrtc", "CallError"),
+        ("worker.call_client", "WhipClientError"),
+        ("media.sframe", "SFrameError"),
+        ("media.opus", "OpusError"),
+        ("media.fixtures", "FixtureError"),
+        ("media.asr_sched", "AsrError"),
+        ("media.opus_tap", "TapError"),
+        ("builtins", "OSError"),
+        ("builtins", "ValueError"),
+    }
+)
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line `main` prints for an uncaught `exc` (by class, not by import: no module is loaded)."""
+    if any((c.__module__, c.__qualname__) in KNOWN_ERRORS for c in type(exc).__mro__):
+        line = " ".join(str(exc).split())
+        if line:
+            return line
+    return f"unexpected {type(exc).__name__}"
 
 
 def _level(args: argparse.Namespace) -> int:

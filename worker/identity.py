@@ -162,6 +162,13 @@ class LocalIssuer:
 
     def verify(self, token: str, ip: str | None = None) -> Principal:
         claims = _decode(token, self.key.public_key(), ["EdDSA"], self.issuer, self.audience, self._leeway)
+        # Our own tokens live at most MAX_TTL_S: one signed with a longer life (a leaked key, a bug, a
+        # hand-made token) is refused. An iat in the future is refused by PyJWT ("not yet valid").
+        exp, iat = claims["exp"], claims["iat"]
+        if not isinstance(exp, int | float) or not isinstance(iat, int | float):
+            raise IdentityError("token malformed")
+        if exp - iat > MAX_TTL_S:
+            raise IdentityError(f"token lifetime exceeds {MAX_TTL_S} seconds")
         return _principal(claims, ip, "role", "org_id")
 
 
