@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from redact.numbers import DIGIT_WORDS, TEENS, TENS
+from redact.numbers import NUMBER_WORDS
 from redact.spans import Span
 
 _LITERAL_RE = re.compile(
@@ -37,45 +37,118 @@ _STOP = (
     "|details|more|website|site|web|page|portal|login|account|is|it's|that's|what's|here's|dot|hi|hello"
     "|thanks|thank|call|text|now|today|again|up|out|back|over|any|all|one|word|lowercase|uppercase"
 )
-_NUM = "|".join([*DIGIT_WORDS, *TEENS, *TENS])
-_FIRST = rf"(?!(?:{_STOP})\b)"
-_WORD = r"[A-Za-z0-9](?:[A-Za-z0-9._+-]*[A-Za-z0-9])?"
-_SPELLED = r"[A-Za-z](?:-[A-Za-z]){1,}"  # K-O-V-A-C-S
-_AS_IN = r"[A-Za-z]\s+as\s+in\s+[A-Za-z]+"  # m as in Mary
-_LETTERS = rf"(?:{_AS_IN}|{_SPELLED}|[A-Za-z](?![\w'-]))"
-_PIECE = rf"(?:{_AS_IN}|{_SPELLED}|{_WORD}(?:\s+(?:{_NUM})\b)*)"
-_CLAR = r"(?:,?\s*(?:all\s+one\s+word|one\s+word|no\s+spaces?|all\s+lower\s*case|lower\s*case)\s*,?)"
-_JOIN = rf"(?:\s+(?:dot|period|underscore|dash|hyphen|plus)\s+|,\s+(?={_LETTERS})|\s+(?={_LETTERS}))"
-_LOCAL = rf"{_FIRST}{_PIECE}(?:{_JOIN}{_PIECE}|{_CLAR}(?=\s*,?\s+at\b|\s+{_LETTERS}))*"
-_DLABEL = r"(?!at\b)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_DWORD = r"(?!(?:at|dot)\b)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+# A domain label may be several words: the ASR splits names ("g mail", "north shore dash clinic").
+_DLABEL = rf"{_DWORD}(?:(?:\s+(?:dash|hyphen)\s+|\s+){_DWORD}){{0,4}}"
 _DSEP = r"(?:\s+dot\s+|\.)"
-_DOMAIN = rf"{_DLABEL}(?:{_DSEP}{_DLABEL})*?{_DSEP}(?:{TLDS})\b(?![./@-]\w|\s+dot\s+\w|/)"
+_PROVIDERS = r"g\s?mail|hot\s?mail|proton\s?mail|yahoo|outlook|aol|i\s?cloud|comcast"
+_DOMAIN = (
+    rf"(?:{_DLABEL}(?:{_DSEP}{_DLABEL})*?{_DSEP}(?:{TLDS})\b(?![./@-]\w|\s+dot\s+\w|/)"
+    rf"|(?:{_PROVIDERS})\b(?![./@-]\w|\s+dot\b))"  # "at g mail": a webmail provider needs no TLD
+)
+_AT_RE = re.compile(r"(?<![\w@])(?:at\b\s*|@\s*)", re.IGNORECASE)
+_DOMAIN_RE = re.compile(_DOMAIN, re.IGNORECASE)
+PROVIDER_HINT_RE = re.compile(rf"\bat\s+(?:{_PROVIDERS})\b")  # on lower-cased text
 
-_SPOKEN_RE = re.compile(
-    rf"(?<![\w'\u2019@.-])(?P<local>{_LOCAL}){_CLAR}?(?:\s*,?\s+at\s+|\s*@\s*)(?P<domain>{_DOMAIN})",
+# The local part of a spoken address is read back from its "at", word by word (see `local_start`).
+_STOP_WORDS = frozenset(
+    (
+        _STOP + "|much|very|well|yeah|hey|got|get|have|has|had|do|does|did|can|could|will|would|should"
+        "|may|might|am|not|if|when|where|who|which|what|how|why|let|tell|told|give|gave|need|want"
+        "|number|phone|cell|fax|call|called|best|new|old|work|address's|email's|mine's|name|named|spelled"
+        "|spell|via|says|say|said|put|puts|update|change|changed|it|reach|into|onto"
+    ).split("|")
+) - {"info", "one", "word", "all", "lowercase", "uppercase", "dot"}
+_JOIN_WORDS = frozenset(("dot", "period", "underscore", "dash", "hyphen", "plus"))
+_CLARIFIER_RE = re.compile(
+    r"(?:that's\s+|that\s+is\s+|it's\s+)?(?:all\s+)?one\s+word|no\s+spaces?|(?:all\s+)?lower\s*case"
+    r"|(?:all\s+)?upper\s*case",
     re.IGNORECASE,
 )
-
-
-_AT_RE = re.compile(r"\bat\s+|@\s*", re.IGNORECASE)
-_DOMAIN_RE = re.compile(_DOMAIN, re.IGNORECASE)
+_AS_IN_RE = re.compile(r"\b[a-z]\s+as\s+in\s+[a-z]+", re.IGNORECASE)  # "m as in Mary": a spelled letter
+_TOKEN_RE = re.compile(r"\S+")
 _LOOKBACK = 160  # longest local part said out loud, spelled letters and clarifiers included
+_MAX_LOCAL_WORDS = 5  # "mary jo ann smith 1985"; spelled letters and joiners not counted
+_MAX_LOCAL_TOKENS = 24
+
+
+def _is_letters(word: str) -> bool:
+    """A spelled letter ("b", "R.") or letters joined by hyphens ("K-O-V-A-C-S")."""
+    w = word.rstrip(".")
+    return (len(w) == 1 and w.isalpha()) or (len(w) >= 3 and w[1] == "-" and w.replace("-", "").isalpha())
+
+
+def local_start(text: str, at: int) -> int:
+    """Start of the local part of an address whose "at" (or "@") begins at `at`, or `at` if none.
+
+    Walks back over the words a speaker says for a local part: names ("jo ann baker"), initials ("R.
+    Singh"), digits and number words ("77", "nineteen"), joiners ("dot", "underscore"), spelled letters
+    ("b, e, t, h", "K-O-V-A-C-S", "m as in Mary") and clarifiers ("that's one word"). It stops at a
+    lead-in or other ordinary word ("my email is", "send it to"), a sentence end, a placeholder, or a
+    comma that no spelled letter or clarifier explains ("Thanks, jo at ..." keeps "Thanks,")."""
+    lo = max(0, at - _LOOKBACK)
+    window = text[lo:at]
+    clar: list[tuple[int, int]] = [(m.start() + lo, m.end() + lo) for m in _CLARIFIER_RE.finditer(window)]
+    as_in = [(m.start() + lo, m.end() + lo) for m in _AS_IN_RE.finditer(window)]
+    tokens = [(m.start() + lo, m.end() + lo) for m in _TOKEN_RE.finditer(window)]
+    start = at
+    words = 0
+    right_kind = ""  # kind of the token to the right of the current one: "", letter, clar, word, join
+    for k in range(len(tokens) - 1, max(-1, len(tokens) - 1 - _MAX_LOCAL_TOKENS), -1):
+        s, e = tokens[k]
+        raw = text[s:e]
+        comma = raw.endswith(",")
+        word = raw.rstrip(",")
+        low = word.lower()
+        in_clar = any(cs <= s and e <= ce + 1 for cs, ce in clar)
+        if in_clar:
+            kind = "clar"
+        elif any(cs <= s and e <= ce + 1 for cs, ce in as_in):
+            kind = "letter"
+        elif not word or word.startswith("[") or not word[0].isalnum():
+            break
+        elif _is_letters(word):
+            kind = "letter"
+        elif word.endswith((".", "?", "!", ":", ";")) or low in _STOP_WORDS:
+            break
+        elif low in _JOIN_WORDS:
+            kind = "join"
+        elif low in NUMBER_WORDS or low.isdigit():
+            kind = "number"  # "ray dot fisher nineteen", "R Singh 77"
+        else:
+            kind = "word"
+            if words == _MAX_LOCAL_WORDS:
+                break
+        if comma and kind not in ("clar", "letter") and right_kind not in ("clar", "letter", ""):
+            break  # "Thanks, jane doe at": a comma no spelling or clarifier explains ends the address
+        if kind == "word":
+            words += 1
+        start = s
+        right_kind = kind
+    # The walk may end on words that cannot begin an address: a joiner or a clarifier.
+    while start < at:
+        m = _TOKEN_RE.search(text, start, at)
+        if m is None:
+            return at
+        s, e = m.span()
+        low = text[s:e].rstrip(",").lower()
+        if low in _JOIN_WORDS or any(cs <= s and e <= ce + 1 for cs, ce in clar):
+            start = e
+            continue
+        return s
+    return at
 
 
 def find_emails(text: str) -> list[Span]:
     spans = [Span(m.start(), m.end(), "EMAIL") for m in _LITERAL_RE.finditer(text)] if "@" in text else []
-    # The spoken pattern is costly to try at every position: only try it before an "at" that a domain
-    # follows, and keep the match that ends at that domain.
     for at in _AT_RE.finditer(text):
         domain = _DOMAIN_RE.match(text, at.end())
         if domain is None or any(s.start < domain.end() and at.start() < s.end for s in spans):
             continue
-        for m in _SPOKEN_RE.finditer(text, max(0, at.start() - _LOOKBACK)):
-            if m.end() == domain.end():
-                spans.append(Span(m.start(), m.end(), "EMAIL"))
-                break
-            if m.start() > at.start():
-                break
+        start = local_start(text, at.start())
+        if start == at.start():
+            continue  # "pay at portal.example.com": no local part, a URL
+        spans.append(Span(start, domain.end(), "EMAIL"))
     spans.sort(key=lambda s: s.start)
     return spans
 

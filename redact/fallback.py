@@ -144,7 +144,10 @@ def fail_closed(text: str, groups: list[Group], spans: list[Span], cues: list[tu
         label = _label(digits, _cue_before(g.start, spans, cues), _phone_shaped(text, run), soft)
         if label is None and len(digits) <= 4 and (i := _tail_of(text, g.start, spans)) is not None:
             # "415, 5500, 0163": the shape rules took "415, 5500"; the group the ASR split off is its tail.
-            spans[i] = Span(spans[i].start, parts[last].end, spans[i].label)
+            end = parts[last].end
+            if spans[i].label == "PHONE" and (m := EXTENSION_RE.match(text, end)):
+                end = m.end()
+            spans[i] = Span(spans[i].start, end, spans[i].label)
             changed = True
         elif label is not None:
             end = parts[last].end

@@ -58,6 +58,17 @@ TENS: dict[str, str] = {
     "eighty": "8",
     "ninety": "9",
 }
+# What tiny.en writes for a digit word it mishears fast ("free" for three, "won" for one): digits only
+# between two digits of one run ("two two two four oh oh free one"), else the ordinary word.
+WEAK_WORDS: dict[str, str] = {
+    "free": "3",
+    "fine": "5",
+    "for": "4",
+    "won": "1",
+    "ate": "8",
+    "to": "2",
+    "too": "2",
+}
 NUMBER_WORDS = frozenset([*DIGIT_WORDS, *TEENS, *TENS, "hundred", "thousand", "double", "triple"])
 
 
@@ -136,6 +147,7 @@ class NumToken:
     blocked: bool = False
     plus: bool = False  # a leading "+" or the word "plus"
     lone_oh: bool = False
+    weak: bool = False  # a word of WEAK_WORDS: a digit only between two digits (`_resolve_weak`)
     soft: bool = False  # "4,567": thousands separators, a quantity unless glued to other digit groups
 
 
@@ -200,7 +212,7 @@ def trie(words: list[str]) -> str:
     return "|".join(parts)
 
 
-_SCAN_WORDS = [*DIGIT_WORDS, *TEENS, *TENS, "double", "triple", "plus", "hundred", "thousand"]
+_SCAN_WORDS = [*DIGIT_WORDS, *TEENS, *TENS, *WEAK_WORDS, "double", "triple", "plus", "hundred", "thousand"]
 # A digit run or a number word. Each alternative starts with a character (class), and a word must not
 # follow a word character ("(?<!\w)", which is "\b" there): the engine leaves a position inside a word
 # after one test instead of walking the word list.
@@ -224,6 +236,8 @@ def _spoken(w: str, nxt: str) -> tuple[str, int]:
         if nxt in DIGIT_WORDS and nxt not in ("zero", "oh"):  # "thirty-two"
             return TENS[w] + DIGIT_WORDS[nxt], 2
         return TENS[w] + "0", 1
+    if w in WEAK_WORDS:
+        return WEAK_WORDS[w], 1
     if w in ("double", "triple") and nxt in DIGIT_WORDS:
         return DIGIT_WORDS[nxt] * (2 if w == "double" else 3), 2
     return "", 0
@@ -240,7 +254,10 @@ def hint(matches: list[re.Match[str]]) -> int:
     n = 0
     for m in matches:
         first = m.string[m.start()]
-        n += m.end() - m.start() if first.isdigit() or first == "+" else 2
+        if first.isdigit() or first == "+":
+            n += m.end() - m.start()
+        else:
+            n += 1 if m.group() in WEAK_WORDS else 2
     return n
 
 
@@ -289,6 +306,7 @@ def tokenize(text: str, matches: list[re.Match[str]] | None = None) -> list[NumT
                 continue
             last = matches[k + used - 1]
             tok = NumToken(s, last.end(), digits, True, False, False, used == 1 and w == "oh")
+            tok.weak = w in WEAK_WORDS
             k += used
         if not tok.blocked and len(tok.digits) < 7:  # "10 days", "20 mg": a quantity
             if k < n and (gap := text[last.end() : matches[k].start()]) and not gap.strip(_JOINER):
@@ -298,7 +316,37 @@ def tokenize(text: str, matches: list[re.Match[str]] | None = None) -> list[NumT
             if nxt_word is not None and nxt_word.group(1).lower().rstrip(".") in UNITS:
                 tok.blocked = True
         tokens.append(tok)
-    return tokens
+    return _resolve_weak(text, tokens) if any(t.weak for t in tokens) else tokens
+
+
+def _digit_neighbour(tok: NumToken) -> bool:
+    return bool(tok.digits) and not tok.blocked and not tok.weak
+
+
+def _resolve_weak(text: str, tokens: list[NumToken]) -> list[NumToken]:
+    """Keep a run of WEAK_WORDS tokens only between two digit tokens of one number ("oh one for two",
+    "5 won 0 5", commas or fillers between allowed); elsewhere "for"/"to"/"fine" are words."""
+    out: list[NumToken] = []
+    i, n = 0, len(tokens)
+    while i < n:
+        if not tokens[i].weak:
+            out.append(tokens[i])
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and tokens[j + 1].weak:
+            j += 1
+        keep = i > 0 and j + 1 < n and _digit_neighbour(tokens[i - 1]) and _digit_neighbour(tokens[j + 1])
+        if keep:
+            for a in range(i - 1, j + 1):
+                link = gap_link(text[tokens[a].end : tokens[a + 1].start])
+                if link is Link.BREAK or link is Link.SENTENCE:
+                    keep = False
+                    break
+        if keep:
+            out.extend(tokens[i : j + 1])
+        i = j + 1
+    return out
 
 
 @lru_cache(maxsize=4096)
@@ -311,6 +359,15 @@ def gap_link(gap: str) -> Link | None:
     if _SENTENCE_RE.fullmatch(gap):
         return Link.SENTENCE
     return Link.BREAK
+
+
+def _oh_in_digits(groups: list[Group], i: int) -> bool:
+    """A lone "oh" read among digits said one per comma ("five five five, oh, two, oh, nine") is a zero:
+    a one-digit group (or another such "oh") comes right before it, or it sits between two digit groups."""
+    if i == 0 or groups[i - 1].link is not Link.LOOSE:
+        return False
+    prev = groups[i - 1]
+    return len(prev.digits) == 1 or (groups[i].link is Link.LOOSE and i + 1 < len(groups))
 
 
 def group(
@@ -351,9 +408,9 @@ def group(
             groups.append(cur)
             pending_plus = None
         prev_end = tok.end
-    for g in groups:
+    for i, g in enumerate(groups):
         toks = g.tokens
-        if len(toks) == 1 and toks[0].lone_oh:
+        if len(toks) == 1 and toks[0].lone_oh and not _oh_in_digits(groups, i):
             g.blocked = True  # "Oh, I see" - an interjection, not a zero
             continue
         before = text[max(0, g.start - 30) : g.start].rstrip(" \t#:.").rsplit(None, 1)

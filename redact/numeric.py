@@ -8,6 +8,7 @@ accepted only when every group is 2-4 digits long, the way people pause inside a
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 
@@ -19,7 +20,20 @@ from redact.phone import EXTENSION_RE, SERVICE_CODES, is_phone
 from redact.spans import Span
 from redact.ssn import is_ssn
 
-MAX_GROUPS = 8
+MAX_GROUPS = 19  # a card read one digit per comma
+
+
+def _digit_by_digit(digits: str, cue: Cue | None) -> bool:
+    """Digits said one per comma ("six, one, seven, five, ..."): a number the speaker reads out when a
+    phone or card cue comes before, or when it is as long as a phone with its area code (10 or 11 digits:
+    a digit-span test is shorter, "seven, four, one, nine, three, eight, two") and does not count up or
+    down by one ("one, two, three, ..., ten" is counting)."""
+    if cue is Cue.PHONE or cue is Cue.CARD:
+        return True
+    if len(digits) not in (10, 11):
+        return False
+    steps = {(int(b) - int(a)) % 10 for a, b in itertools.pairwise(digits)}
+    return steps != {1} and steps != {9}
 
 
 def _classify(seq: Sequence[Group], cue: Cue | None) -> str | None:
@@ -31,9 +45,9 @@ def _classify(seq: Sequence[Group], cue: Cue | None) -> str | None:
         sizes = [len(g.digits) for g in seq]
         if any(g.link is Link.SENTENCE for g in seq[:-1]) and not all(2 <= s <= 4 for s in sizes):
             return None
-        if len(seq) >= 3 and all(s == 1 for s in sizes):
-            return None  # "one, two, three, four, five": counting or a digit-span test
         digits = "".join(g.digits for g in seq)
+        if len(seq) >= 3 and all(s == 1 for s in sizes) and not _digit_by_digit(digits, cue):
+            return None  # "one, two, three, four, five": counting or a digit-span test
     if len(digits) < 7:
         return None  # no entity is this short (the shortest: a 7-digit local phone)
     intl = seq[0].intl

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import re
 
-from redact.numbers import DIGIT_WORDS
+from redact.numbers import DIGIT_WORDS, TEENS, TENS
 
 # Service codes are never phones, whatever surrounds them.
 SERVICE_CODES = frozenset({"211", "311", "411", "511", "611", "711", "811", "911", "988"})
 
-_DW = "|".join(DIGIT_WORDS)
-# ", extension 204" / " ext. 12" / " x3301" / ", extension two oh four", right after the last digit.
+_DW = "|".join([*DIGIT_WORDS, *TEENS, *TENS, "hundred", "double", "triple"])
+# ", extension 204" / " ext. 12" / " x3301" / ", extension two oh four" / "extension two fifty", right after
+# the last digit.
 EXTENSION_RE = re.compile(
-    rf"(?:\s*,)?\s*(?:(?:ext\.?|extension)\s*(?:\d+|(?:{_DW}|double|triple)(?:[\s-]+(?:{_DW}|double|triple))*)"
+    rf"(?:\s*,)?\s*(?:(?:ext\.?|extension)\s*(?:\d+|(?:{_DW})(?:[\s-]+(?:{_DW}))*)"
     rf"|x\s?\d+)\b",
     re.IGNORECASE,
 )

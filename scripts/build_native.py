@@ -82,6 +82,9 @@ setup(
 def build() -> bool:
     """Compile in a scratch copy, then move the modules in: a failed build leaves plain Python behind."""
     clean()
+    # The hashes of the source as copied, not as it is after the build: an edit during the build must
+    # leave the modules stale, not mark old code current.
+    fp = fingerprint()
     with tempfile.TemporaryDirectory(prefix="converse-native-") as tmp:
         work = Path(tmp)
         shutil.copytree(PACKAGE, work / "redact", ignore=shutil.ignore_patterns("__pycache__", "*.so"))
@@ -103,7 +106,7 @@ def build() -> bool:
             return False
         for so in (work / "redact").glob("*.so"):
             shutil.copy2(so, PACKAGE / so.name)
-    MANIFEST.write_text(json.dumps(fingerprint(), indent=1, sort_keys=True) + "\n")
+    MANIFEST.write_text(json.dumps(fp, indent=1, sort_keys=True) + "\n")
     return True
 
 
