@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 from aiohttp import web
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from hypothesis import HealthCheck, assume, given
 from hypothesis import strategies as st
 
@@ -65,7 +65,7 @@ async def server() -> AsyncIterator[Server]:
     config = WebRtcConfig(
         loopback_only=True,
         max_calls=MAX_CALLS,
-        connect_timeout_s=60.0,  # calls that never connect hold their slot for the flood test
+        connect_timeout_s=60.0,
         no_media_timeout_s=60.0,
         teardown_timeout_s=0.2,
         flush_timeout_s=2.0,
@@ -235,11 +235,20 @@ FLOOD_BUDGET_S = 5.0  # measured ~0.3 s for 100 on one core; the bound is for a 
 async def test_flood_past_admission_limit(server: Server) -> None:
     """With every slot taken, 100 more offers are refused 503 + Retry-After, cheaply and without any
     engine session being created; once the slots free up a well-formed call goes through."""
-    held = []
-    for _ in range(MAX_CALLS):
-        status, text, headers = await post(server, await real_offer())
+    held, peers = [], []
+    for _ in range(MAX_CALLS):  # slots are connected calls' (half-open offers have their own budget)
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTransceiver("audio", direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        status, text, headers = await post(server, pc.localDescription.sdp)
         assert status == 201, text
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="answer"))
         held.append(headers["Location"])
+        peers.append(pc)
+    for _ in range(500):
+        if server.calls.connected == MAX_CALLS:
+            break
+        await asyncio.sleep(0.02)
     offer = await real_offer()
     started = time.perf_counter()
     async with aiohttp.ClientSession() as http:
@@ -256,6 +265,8 @@ async def test_flood_past_admission_limit(server: Server) -> None:
     assert len(server.engine.sessions) == MAX_CALLS  # refused before any session or peer connection
     for location in held:
         await hang_up(server, location)
+    for pc in peers:
+        await pc.close()
     result = await run_call(server.url, [tone(1.0)], TOKEN, tail_s=0.2, loopback_only=True)
     assert result["server"]["frames_received"] == result["frames_sent"][0] > 40
 

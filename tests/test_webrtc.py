@@ -51,6 +51,9 @@ class Server:
     def whip(self) -> str:
         return self.url + "/whip"
 
+    def registry_gauge(self, name: str) -> float | None:
+        return self.calls.registry.get_sample_value(name)
+
 
 @pytest.fixture(autouse=True)
 def loopback() -> Iterator[None]:
@@ -301,13 +304,65 @@ async def test_drain_returns_early_when_calls_end(make_server: MakeServer) -> No
     assert len(server.engine.only().tracks[0].frames) == result["frames_sent"][0]
 
 
+async def until(predicate: Callable[[], bool], wait_s: float = 10.0) -> float:
+    """Seconds until `predicate()` holds (fails the test after `wait_s`)."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while not predicate():
+        assert loop.time() - start < wait_s, "condition not met in time"
+        await asyncio.sleep(0.02)
+    return loop.time() - start
+
+
 async def test_capacity(make_server: MakeServer) -> None:
     server = await make_server(max_calls=1)
     peer = Peer(FixtureTrack(tone(3.0), 150))
     await peer.call(server)
+    await until(lambda: server.calls.connected == 1)  # a slot is a connected call's
     status, text, headers = await post(server.whip, await offer_sdp(), SDP_HEADERS)
     assert (status, text, headers["Retry-After"]) == (503, "at capacity (1 calls)\n", "7")
     await peer.pc.close()
+
+
+def half_open_ended(server: Server, reason: str) -> float:
+    value = server.calls.registry.get_sample_value("converse_half_open_ended_total", {"reason": reason})
+    return value or 0.0
+
+
+async def test_half_open_offers_hold_no_call_slot_and_end_quickly(make_server: MakeServer) -> None:
+    """Offers that never do ICE (their peer is gone) have their own small budget, the oldest ended for a
+    newer one; they time out after connect_timeout_s without a teardown wait, and a real call gets in."""
+    server = await make_server(max_calls=2, max_half_open=3, connect_timeout_s=1.0)
+    offer = await offer_sdp(Mute())
+    for _ in range(10):
+        status, _, _ = await post(server.whip, offer, SDP_HEADERS)
+        assert status == 201  # never refused: the oldest half-open session makes room
+        assert server.calls.half_open <= 3 and server.calls.connected == 0
+    await until(lambda: half_open_ended(server, "evicted") == 7)
+    assert server.registry_gauge("converse_half_open_calls") == 3
+    result = await run_call(server.url, [tone(1.0)], TOKEN, tail_s=0.2)  # while 3 are still half-open
+    assert result["server"]["frames_received"] == result["frames_sent"][0] > 40
+    await until(lambda: len(server.calls) == 0, 3.0)
+    assert half_open_ended(server, "evicted") == 8  # the real call's offer made room too
+    assert half_open_ended(server, "timeout") == 2
+    assert server.calls.capacity() == {
+        "connected_calls": 0,
+        "max_calls": 2,
+        "half_open_calls": 0,
+        "max_half_open": 3,
+    }
+
+
+async def test_half_open_offers_connecting_at_once_never_exceed_max_calls(make_server: MakeServer) -> None:
+    server = await make_server(max_calls=1)
+    peers = [Peer(Mute()), Peer(Mute())]
+    ids = [await p.call(server) for p in peers]  # both admitted: neither has connected yet
+    await until(lambda: sum(server.calls.get(i) is None for i in ids) == 1)
+    assert server.calls.connected == 1
+    ended = next(s for s in server.engine.sessions.values() if s.finishes)
+    assert ended.finishes == [("failed", "at capacity")]
+    for p in peers:
+        await p.pc.close()
 
 
 # -- bad input ----------------------------------------------------------------------------------------
@@ -430,7 +485,10 @@ async def test_ice_failure_ends_the_call(make_server: MakeServer) -> None:
     status, _, headers = await post(server.whip, await offer_sdp(Mute()), SDP_HEADERS)  # that peer is gone
     assert status == 201
     call_id = headers["Location"].rsplit("/", 1)[-1]
+    waited = await until(lambda: server.calls.get(call_id) is None)
     assert await wait_finished(server, call_id) == [("failed", "ICE/DTLS not connected after 2 s")]
+    assert waited < 2.0 + 0.5  # no teardown wait (5 s) for receivers that never started
+    assert half_open_ended(server, "timeout") == 1
 
 
 async def test_video_is_answered_inactive(make_server: MakeServer) -> None:

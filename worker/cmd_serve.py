@@ -163,7 +163,7 @@ async def run(args: argparse.Namespace) -> int:
                         batch_window_s=batch_s,
                     ),
                 )
-                async with Calls(engine, wcfg) as calls:
+                async with Calls(engine, wcfg, registry=metrics.registry) as calls:
                     ctx = AppContext(
                         org_id=args.org_id,
                         stores=rt.stores,

@@ -179,8 +179,11 @@ def build_app(
         ok, reason = ctx.readiness()
         if calls.draining:
             ok, reason = False, "draining"
+        cap = calls.capacity()  # connected and half-open sessions, each against its own budget
+        if ok and cap["connected_calls"] >= cap["max_calls"]:
+            ok, reason = False, "at capacity"
         return web.json_response(
-            {"ready": ok, "reason": reason, "active_calls": len(calls)}, status=200 if ok else 503
+            {"ready": ok, "reason": reason, "active_calls": len(calls), **cap}, status=200 if ok else 503
         )
 
     async def metrics(request: web.Request) -> web.Response:

@@ -35,6 +35,7 @@ from aiortc import (
     sdp,
 )
 from aiortc.mediastreams import MediaStreamError
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from media.frames import FRAME_SAMPLES, EncodedFrame
 from media.opus_tap import OpusTap, RtpTimeline, TapOverflowError, opus_packet_samples
@@ -71,6 +72,14 @@ class AtCapacityError(CallError):
     """The worker is at its concurrent-call limit (HTTP 503)."""
 
 
+# Half-open sessions (issue 18 item 6): an answered offer whose ICE + DTLS has not connected yet. They have
+# their own budget (`max_half_open`, apart from `max_calls`), a short life (`connect_timeout_s`) and, when
+# the budget is full, the oldest is ended to make room (as a SYN flood defence drops the oldest half-open
+# connection): offers that never connect cannot hold the slots of calls, and a real caller, who connects in
+# well under a second on loopback and a few on the internet, gets through a flood of them.
+EVICTED = "half-open: superseded by newer offers"
+
+
 class ConfigError(CallError):
     """A WebRTC setting the process cannot honour."""
 
@@ -80,10 +89,9 @@ class WebRtcConfig:
     ice_servers: tuple[RTCIceServer, ...] = ()  # no STUN/TURN unless configured
     udp_port_range: tuple[int, int] | None = None  # checked, not set: see check_udp_port_range
     loopback_only: bool = False  # host candidates 127.0.0.1 only, remote non-loopback candidates dropped
-    max_calls: int = 32
-    connect_timeout_s: float = (
-        10.0  # ICE + DTLS must connect by then (aioice alone takes much longer to fail)
-    )
+    max_calls: int = 32  # connected calls
+    max_half_open: int = 16  # answered offers not connected yet (their own budget, oldest ended when full)
+    connect_timeout_s: float = 5.0  # ICE + DTLS must connect by then (aioice alone takes much longer to fail)
     no_media_timeout_s: float = 20.0
     max_call_s: float = 3600.0
     tap_max_frames: int = 1500  # 30 s of 20 ms frames waiting for a stalled pipeline, then the call fails
@@ -229,6 +237,8 @@ class Call:
     e2ee: E2eeState | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
+    # Asked whether a connected slot is free when ICE + DTLS connects (the registry's `max_calls`).
+    room: Callable[[Call], bool] = lambda _: True
     _end: asyncio.Future[tuple[str, str | None]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -250,8 +260,11 @@ class Call:
 
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState
-        if state == "connected":
-            self.connected.set()
+        if state == "connected" and not self.connected.is_set():
+            if self.room(self):
+                self.connected.set()
+            else:  # half-open offers connecting at once, with the connected slots filled meanwhile
+                self.end("failed", "at capacity")
         elif state == "failed":
             self.end("failed", "ICE/DTLS connection failed")
         elif state == "closed":
@@ -290,7 +303,9 @@ class Call:
             # Closing the peer connection stops each receiver's decoder thread, which ends its track; the
             # drainer then closes the tap, which flushes aiortc's jitter buffer and ends the pump.
             await self.pc.close()
-            _, stuck = await asyncio.wait(drainers, timeout=self.config.teardown_timeout_s)
+            # A call that never connected has no receiver to wait for: no frame can have arrived.
+            teardown = self.config.teardown_timeout_s if self.connected.is_set() else 0.0
+            _, stuck = await asyncio.wait(drainers, timeout=teardown)
             for task in stuck:  # a receiver that never started has no decoder thread to end its track
                 task.cancel()
             _, stuck = await asyncio.wait(pumps, timeout=self.config.flush_timeout_s)
@@ -415,6 +430,7 @@ class Calls:
         config: WebRtcConfig | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.engine = engine
         self.config = config or WebRtcConfig()
@@ -423,6 +439,19 @@ class Calls:
         self._starting = 0
         self._draining = False
         self._changed = asyncio.Event()
+        self.registry = r = registry or CollectorRegistry()
+        Gauge(
+            "converse_half_open_calls", "Answered offers whose ICE + DTLS has not connected yet", registry=r
+        ).set_function(lambda: self.half_open)
+        Gauge("converse_connected_calls", "Calls whose ICE + DTLS connected", registry=r).set_function(
+            lambda: self.connected
+        )
+        self._half_open_ended = Counter(
+            "converse_half_open_ended",
+            "Half-open sessions ended before connecting, by why (timeout, evicted, closed)",
+            ["reason"],
+            registry=r,
+        )
         if self.config.udp_port_range is not None:
             check_udp_port_range(*self.config.udp_port_range)
         if self.config.loopback_only:
@@ -444,11 +473,45 @@ class Calls:
     def get(self, call_id: str) -> Call | None:
         return self._calls.get(call_id)
 
+    @property
+    def connected(self) -> int:
+        """Calls holding a connected slot (ICE + DTLS connected, until they have finished)."""
+        return sum(1 for c in self._calls.values() if c.connected.is_set())
+
+    def _half_open_calls(self) -> list[Call]:
+        return [c for c in self._calls.values() if not c.connected.is_set() and not c.ending]
+
+    @property
+    def half_open(self) -> int:
+        """Offers being answered or answered and not connected yet (ending ones leave within a moment)."""
+        return self._starting + len(self._half_open_calls())
+
+    def capacity(self) -> dict[str, int]:
+        """For /readyz: connected and half-open sessions against their budgets."""
+        cfg = self.config
+        return {
+            "connected_calls": self.connected,
+            "max_calls": cfg.max_calls,
+            "half_open_calls": self.half_open,
+            "max_half_open": cfg.max_half_open,
+        }
+
+    def _room(self, call: Call) -> bool:
+        return sum(1 for c in self._calls.values() if c.connected.is_set() and c is not call) < (
+            self.config.max_calls
+        )
+
     def _admit(self) -> None:
         if self._draining:
             raise DrainingError("server is draining")
-        if len(self._calls) + self._starting >= self.config.max_calls:
-            raise AtCapacityError(f"at capacity ({self.config.max_calls} calls)")
+        cfg = self.config
+        if self.connected >= cfg.max_calls:
+            raise AtCapacityError(f"at capacity ({cfg.max_calls} calls)")
+        if self.half_open >= cfg.max_half_open:
+            waiting = self._half_open_calls()  # in admission order (dicts keep insertion order)
+            if not waiting:  # every half-open slot is an offer still being answered
+                raise AtCapacityError(f"at capacity ({cfg.max_half_open} offers connecting)")
+            waiting[0].end("failed", EVICTED)
 
     async def start(
         self,
@@ -537,6 +600,7 @@ class Calls:
                 last_media=now,
                 e2ee=e2ee,
             )
+            call.room = self._room
             pc.on("connectionstatechange", call._on_connection_state)
             self._calls[call.call_id] = call
             call._task = asyncio.create_task(call.run(), name=f"call-{call.call_id}")
@@ -556,8 +620,21 @@ class Calls:
             raise
 
     def _forget(self, call_id: str) -> None:
-        self._calls.pop(call_id, None)
+        call = self._calls.pop(call_id, None)
+        if call is not None and not call.connected.is_set():
+            self._count_half_open_end(call)
         self._changed.set()
+
+    def _count_half_open_end(self, call: Call) -> None:
+        _, reason = call._end.result() if call._end.done() else ("failed", None)
+        if reason == EVICTED:
+            kind = "evicted"
+        elif reason is not None and reason.startswith("ICE/DTLS not connected"):
+            kind = "timeout"
+        else:
+            kind = "closed"  # hung up, failed or drained before connecting
+        self._half_open_ended.labels(reason=kind).inc()
+        log.info("half_open_ended", call_id=call.call_id, reason=kind)
 
     async def end(
         self, call_id: str, status: str = "ended", reason: str | None = None, *, wait_s: float | None = None
