@@ -51,9 +51,11 @@ class WhipClientError(Exception):
 class FixtureTrack(MediaStreamTrack):
     """One fixture track as 20 ms `av.AudioFrame`s (s16 mono 48 kHz), paced by pts when `realtime`.
 
-    With `packets` (one Opus packet per 20 ms frame, from `encode_track`) it hands aiortc those as
-    `av.Packet`s instead, which aiortc sends as they are: a benchmark's many client calls then cost no
-    encoding while they run (aiortc encodes each frame on its executor otherwise)."""
+    With `packets` (one Opus packet per frame, from `encode_track`) it hands aiortc those as `av.Packet`s
+    instead, which aiortc sends as they are: a benchmark's many client calls then cost no encoding while
+    they run (aiortc encodes each frame on its executor otherwise). Pre-encoded packets may last any Opus
+    frame duration (`packet_samples`, 2.5 to 120 ms, as SIP gateways and `ptime` clients send): their pts,
+    hence their RTP timestamps, and the pacing follow it."""
 
     kind = "audio"
 
@@ -64,14 +66,18 @@ class FixtureTrack(MediaStreamTrack):
         *,
         realtime: bool = True,
         packets: Sequence[bytes] | None = None,
+        packet_samples: int = FRAME_SAMPLES,
     ) -> None:
         super().__init__()
+        if packet_samples != FRAME_SAMPLES and packets is None:
+            raise WhipClientError("only pre-encoded packets can be longer or shorter than 20 ms")
         self._samples = np.ascontiguousarray(samples, dtype=np.int16).reshape(-1)
         self._total = total_frames
         self._realtime = realtime
         if packets is not None and len(packets) < total_frames:
             raise WhipClientError(f"{len(packets)} Opus packets for a track of {total_frames} frames")
         self._packets = packets
+        self._packet_samples = packet_samples
         self._start: float | None = None
         self.frames_sent = 0
         self.done = asyncio.Event()
@@ -92,14 +98,14 @@ class FixtureTrack(MediaStreamTrack):
         if self._realtime:
             if self._start is None:
                 self._start = loop.time()
-            wait = self._start + index * FRAME_SAMPLES / SAMPLE_RATE - loop.time()
+            wait = self._start + index * self._packet_samples / SAMPLE_RATE - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
         else:
             await asyncio.sleep(0)
         if self._packets is not None:
             packet = av.Packet(self._packets[index])
-            packet.pts = index * FRAME_SAMPLES
+            packet.pts = index * self._packet_samples
             packet.time_base = TIME_BASE
             self.frames_sent += 1
             return packet
@@ -114,18 +120,26 @@ class FixtureTrack(MediaStreamTrack):
         return frame
 
 
-def track_frames(samples: int, tail_s: float) -> int:
-    """20 ms frames a call sends for a track of `samples` (48 kHz): the audio, then `tail_s` of silence."""
-    return math.ceil(samples / FRAME_SAMPLES) + math.ceil(tail_s * SAMPLE_RATE / FRAME_SAMPLES)
+def track_frames(samples: int, tail_s: float, packet_samples: int = FRAME_SAMPLES) -> int:
+    """Frames (20 ms, or `packet_samples` each) a call sends for a track of `samples` (48 kHz): the
+    audio, then `tail_s` of silence."""
+    n = packet_samples
+    return math.ceil(samples / n) + math.ceil(tail_s * SAMPLE_RATE / n)
 
 
-def encode_track(samples: npt.NDArray[np.int16], frames: int) -> list[bytes]:
-    """The Opus packets `FixtureTrack` would have aiortc encode for `frames` frames of `samples`."""
-    pcm = np.zeros(frames * FRAME_SAMPLES, dtype=np.int16)
+def encode_track(
+    samples: npt.NDArray[np.int16], frames: int, packet_samples: int = FRAME_SAMPLES
+) -> list[bytes]:
+    """The Opus packets `FixtureTrack` would have aiortc encode for `frames` frames of `samples` (or, for
+    another `packet_samples`, what a sender with that frame duration emits)."""
+    pcm = np.zeros(frames * packet_samples, dtype=np.int16)
     flat = np.asarray(samples, dtype=np.int16).reshape(-1)[: len(pcm)]
     pcm[: len(flat)] = flat
-    encoder = OpusEncoder()
-    return [encoder.encode(frame) for frame in iter_frames(pcm)]
+    encoder = OpusEncoder(frame_samples=packet_samples)
+    if packet_samples == FRAME_SAMPLES:
+        return [encoder.encode(frame) for frame in iter_frames(pcm)]
+    step = packet_samples
+    return [encoder.encode(pcm[i : i + step].tobytes()) for i in range(0, len(pcm), step)]
 
 
 def b64url(data: bytes) -> str:
@@ -217,11 +231,13 @@ async def run_call(
     headers: Mapping[str, str] | None = None,
     sframe: FrameProtector | None = None,
     packets: Sequence[Sequence[bytes]] | None = None,
+    packet_samples: int = FRAME_SAMPLES,
 ) -> dict[str, Any]:
     """Call the worker at `url` with the fixture; return {"call_id", "location", "frames_sent" per track,
     "packets_sent" per track, "duration_s", "server": the DELETE response (the call's summary)}.
 
-    `packets`: each track already Opus-encoded (`encode_track(track, track_frames(longest, tail_s))`)."""
+    `packets`: each track already Opus-encoded (`encode_track(track, track_frames(longest, tail_s, n), n)`
+    with `packet_samples=n`, 20 ms by default)."""
     if not fixture_tracks:
         raise WhipClientError("fixture has no tracks")
     if packets is not None and len(packets) != len(fixture_tracks):
@@ -239,6 +255,7 @@ async def run_call(
             headers,
             sframe,
             packets,
+            packet_samples,
         )
 
 
@@ -253,10 +270,17 @@ async def _run_call(
     headers: Mapping[str, str] | None,
     sframe: FrameProtector | None,
     packets: Sequence[Sequence[bytes]] | None,
+    packet_samples: int,
 ) -> dict[str, Any]:
-    total = track_frames(max(len(t) for t in fixture_tracks), tail_s)
+    total = track_frames(max(len(t) for t in fixture_tracks), tail_s, packet_samples)
     tracks = [
-        FixtureTrack(t, total, realtime=realtime, packets=packets[i] if packets is not None else None)
+        FixtureTrack(
+            t,
+            total,
+            realtime=realtime,
+            packets=packets[i] if packets is not None else None,
+            packet_samples=packet_samples,
+        )
         for i, t in enumerate(fixture_tracks)
     ]
     opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"]
