@@ -82,6 +82,23 @@ TRIGGERS: Final = (
     "audit_log_no_truncate",
     "audit_log_no_update",
 )
+# What `repair` recreates (as migration 0003 created them); the functions are replaced too, in case they went.
+_REPAIR_FUNCTIONS: Final = (
+    "CREATE OR REPLACE FUNCTION audit_log_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "RAISE EXCEPTION 'audit log is append-only: % refused', TG_OP USING ERRCODE = 'insufficient_privilege'; "
+    "END $$",
+    "CREATE OR REPLACE FUNCTION audit_log_next_seq() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "IF NEW.seq IS DISTINCT FROM (SELECT COALESCE(MAX(seq), 0) + 1 FROM audit_log) THEN "
+    "RAISE EXCEPTION 'audit log is append-only: seq must be the next one' "
+    "USING ERRCODE = 'insufficient_privilege'; END IF; RETURN NEW; END $$",
+)
+_REPAIR_TRIGGERS: Final = {
+    "audit_log_no_update": "BEFORE UPDATE ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_log_refuse()",
+    "audit_log_no_delete": "BEFORE DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_log_refuse()",
+    "audit_log_no_truncate": "BEFORE TRUNCATE ON audit_log FOR EACH STATEMENT "
+    "EXECUTE FUNCTION audit_log_refuse()",
+    "audit_log_append_only": "BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_log_next_seq()",
+}
 _FOLD_PAGE: Final = 5000
 Conn = Any  # asyncpg.Connection (untyped)
 
@@ -314,6 +331,20 @@ class PgAuditLog:
             log.warning("audit_checkpoints_unprotected", note=note, where=self.sink.where)
         return findings
 
+    async def repair(self) -> list[str]:
+        """Recreate (or re-enable) missing append-only triggers: an explicit operator action, nothing else
+        does it. Returns the names repaired."""
+        missing = await self._missing_triggers()
+        if not missing:
+            return []
+        async with self._conn() as conn, conn.transaction():
+            for statement in _REPAIR_FUNCTIONS:
+                await conn.execute(statement)
+            for name in missing:
+                await conn.execute(f"DROP TRIGGER IF EXISTS {name} ON audit_log")  # a disabled one
+                await conn.execute(f"CREATE TRIGGER {name} {_REPAIR_TRIGGERS[name]}")
+        return missing
+
     async def inclusion_proof(self, seq: int) -> InclusionProof:
         """Proof of entry `seq` against the latest checkpoint covering it, else the current unsigned tree."""
         rows, _ = await self._stored_rows()
@@ -364,7 +395,8 @@ class PgAuditLog:
                 "SELECT tgname, tgenabled FROM pg_trigger "
                 "WHERE tgrelid = to_regclass('audit_log') AND NOT tgisinternal"
             )
-        enabled = {str(name) for name, state in rows if state != "D"}
+        # tgenabled is a "char": asyncpg gives it as bytes (b"D" when disabled)
+        enabled = {str(name) for name, state in rows if state not in ("D", b"D")}
         return sorted(set(TRIGGERS) - enabled)
 
     async def _latest_checkpoint(self) -> dict[str, Any] | None:

@@ -212,6 +212,11 @@ class AuditLog:
     async def verify(self) -> list[Finding]:
         return await self._run(self._verify_sync)
 
+    async def repair(self) -> list[str]:
+        """Recreate missing append-only triggers (an explicit operator action; nothing else recreates them).
+        Returns the names recreated."""
+        return await self._run(self._repair_sync)
+
     async def inclusion_proof(self, seq: int) -> InclusionProof:
         """Proof of entry `seq` against the latest checkpoint covering it, else the current unsigned tree."""
         return await self._run(self._inclusion_proof_sync, seq)
@@ -241,9 +246,12 @@ class AuditLog:
             query = "SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name=?"
             present = {name for (name,) in con.execute(query, (t,))}
             if existed:
+                # Never recreated on open (that would hide their removal from a later verify, in another
+                # process): verify reports them, and only `repair` recreates them.
                 self._missing_triggers = sorted({f"{t}_{name}" for name in _TRIGGERS} - present)
-            for statement in _schema(t):
-                con.execute(statement)
+            else:
+                for statement in _schema(t):
+                    con.execute(statement)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -415,11 +423,33 @@ class AuditLog:
             return self._checkpoint_sync()
         return None
 
+    def _absent_triggers(self) -> list[str]:
+        """Append-only triggers missing now, or when this process opened the log."""
+        t = self._table
+        query = "SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name=?"
+        present = {name for (name,) in self._db().execute(query, (t,))}
+        return sorted({f"{t}_{name}" for name in _TRIGGERS} - present | set(self._missing_triggers))
+
+    def _repair_sync(self) -> list[str]:
+        con = self._db()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            missing = self._absent_triggers()
+            for statement in _schema(self._table):
+                con.execute(statement)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        self._missing_triggers = []
+        return missing
+
     def _verify_sync(self) -> list[Finding]:
         rows = self._stored_rows()
         findings = verify(rows, self._checkpoint_lines(), self._public_keys())
-        if self._missing_triggers:
-            names = ", ".join(self._missing_triggers)
+        missing = self._absent_triggers()
+        if missing:
+            names = ", ".join(missing)
             findings.insert(0, Finding("triggers_missing", f"append-only triggers were missing: {names}"))
         return findings
 

@@ -160,10 +160,17 @@ async def test_triggers_refuse_changes(filled: Path, sql: str) -> None:
     assert await findings(filled) == []
 
 
-async def test_reopen_restores_dropped_triggers(filled: Path) -> None:
+async def test_only_repair_restores_dropped_triggers(filled: Path) -> None:
     attack(filled)
     assert await findings(filled) == [TRIGGERS_MISSING]
-    assert await findings(filled) == []  # recreated on open; the next run finds them in place
+    assert await findings(filled) == [TRIGGERS_MISSING]  # opening never recreates them: every run reports
+    log = open_log(filled)
+    try:
+        assert await log.repair() == sorted(TRIGGERS)
+        assert await log.repair() == []
+    finally:
+        await log.close()
+    assert await findings(filled) == []
 
 
 # -- tampering, each named --------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any, Final
 from worker.config import add_settings
 
 STORAGE = ("data-dir", "kek-file", "database-url", "object-store-url", "org-id", "log-format", "log-level")
-ASR = ("model-path", "asr-threads", "asr-mode")
+ASR = ("model", "model-path", "language", "asr-beam", "asr-prompt", "asr-threads", "asr-mode")
 
 
 class CommandError(Exception):
@@ -84,8 +84,14 @@ def _parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("audit", help="tamper-evident audit log")
     asub = a.add_subparsers(dest="action", required=True)
-    for name in ("verify", "checkpoint", "show", "prove"):
-        aa = asub.add_parser(name)
+    for name, help_ in (
+        ("verify", "check the log; exits non-zero on any finding"),
+        ("checkpoint", "write a signed checkpoint now"),
+        ("show", "the latest entries"),
+        ("prove", "inclusion proof of one entry"),
+        ("repair", "recreate append-only triggers that verify found missing (audited)"),
+    ):
+        aa = asub.add_parser(name, help=help_)
         add_settings(aa, STORAGE)
         aa.add_argument("--json", action="store_true")
         if name == "show":

@@ -83,6 +83,17 @@ async def audit(args: argparse.Namespace) -> int:
                     f"{row.get('outcome')} {(row.get('actor') or {}).get('user_id')}"
                 )
             return 0
+        if args.action == "repair":
+            repaired = await log.repair()
+            await log.append(actor, "audit.repair", "audit", "ok", details={"triggers_recreated": repaired})
+            print(
+                json.dumps({"triggers_recreated": repaired})
+                if args.json
+                else f"recreated triggers: {', '.join(repaired)}"
+                if repaired
+                else "append-only triggers are all present"
+            )
+            return 0
         if args.action == "prove":
             try:
                 proof = await log.inclusion_proof(args.seq)
