@@ -175,6 +175,8 @@ def _espeak(voice: str, wpm: int, text: str, tmp: Path) -> np.ndarray:
     subprocess.run(
         [
             "sox",
+            "-V1",  # no clipping warnings: -G below guards against clipping
+            "-G",
             "-R",
             "-D",
             str(raw),
@@ -231,7 +233,7 @@ def render(call: Call, out: Path, rng: random.Random, tmp: Path) -> None:
             w.setsampwidth(2)
             w.setframerate(RATE)
             w.writeframes(np.clip(track, -32768, 32767).astype("<i2").tobytes())
-        subprocess.run(["sox", "-R", "-D", str(wav), str(out / f"{k}-track.flac")], check=True)
+        subprocess.run(["sox", "-V1", "-R", "-D", str(wav), str(out / f"{k}-track.flac")], check=True)
     spec = {"expected": {"phi": [it["value"] for it in call.items]}}
     (out / "fixture.json").write_text(json.dumps(spec))
 
@@ -319,7 +321,8 @@ def run(n_calls: int, seed: int, model: str | None, keep: Path | None) -> dict[s
             stored = " ".join(u["text"] for u in sorted(shown, key=lambda u: (u["start"], u["track"])))
             ideal = " ".join(t.ideal for t in call.turns)
             ref, hyp = normalize(ideal), normalize(stored)
-            errors += edit_distance(ref, hyp)
+            call_errors = edit_distance(ref, hyp)
+            errors += call_errors
             words += len(ref)
             leaks = [it["kind"] for it in call.items if leaked(it, stored)]
             rows.append({
@@ -327,9 +330,13 @@ def run(n_calls: int, seed: int, model: str | None, keep: Path | None) -> dict[s
                 "noise_db": call.noise_db, "phone_band": call.phone_band,
                 "items": [it["kind"] for it in call.items], "leaked": leaks,
                 "split_entities": sum(len(t.parts) > 1 for t in call.turns),
+                "wer": round(call_errors / max(1, len(ref)), 3),
             })  # fmt: skip
             mark = "LEAK " + ",".join(leaks) if leaks else "ok"
-            print(f"{call.name} {rows[-1]['tracks']}tr {','.join(call.voices):34} {mark}")
+            noise = "band" if call.phone_band else ""
+            noise += f" {call.noise_db:.0f}dB" if call.noise_db is not None else ""
+            print(f"{call.name} {rows[-1]['tracks']}tr {','.join(call.voices):36} {noise:10} "
+                  f"WER {rows[-1]['wer']:5.1%} {mark}")  # fmt: skip
         if keep is not None:
             shutil.copytree(fixtures, keep, dirs_exist_ok=True)
     finally:
