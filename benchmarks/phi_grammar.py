@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 SEED = 20261204
-LINES = 6000
+LINES = 7200
 HELD_OUT_EVERY = 3  # line i is held out when i % HELD_OUT_EVERY == 0
 
 _ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -377,8 +377,8 @@ def _domain(g: Gen) -> tuple[str, str]:
         said = said_label + (" dot example" if example else "") + f" dot {tld}"
         written = written_label + (".example" if example else "") + f".{tld}"
         return said, written
-    tld = g.pick(("com", "org", "net"))
-    return f"example dot {tld}", f"example.{tld}"
+    tld = g.pick(("com", "org", "net", "co dot uk", "health", "us"))
+    return f"example dot {tld}", f"example.{tld.replace(' dot ', '.')}"
 
 
 def _local(g: Gen) -> tuple[str, str, str]:
@@ -418,6 +418,12 @@ def _local(g: Gen) -> tuple[str, str, str]:
     if k < 0.88:
         box = g.pick(g.boxes)
         return box, box.replace(" ", ""), "email_org_mailbox"
+    if k < 0.93:
+        fill = g.pick((", um, ", " uh ", ", uh, ", "... ", ", sorry, "))
+        return f"{f}{fill}{last}", f"{f}{last}", "email_filler"
+    if k < 0.96:
+        mid = g.pick("abcdefghjklmnprstw")
+        return f"{f} dot {mid} dot {last}", f"{f}.{mid}.{last}", "email_dotted_name"
     sep = g.pick(("underscore", "dash"))
     return f"{f} {sep} {last}", f"{f}{'_' if sep == 'underscore' else '-'}{last}", "email_dotted_name"
 
@@ -471,6 +477,16 @@ def email_line(g: Gen) -> tuple[Line, str]:
     else:
         line.say(g.pick(_ENDS))
     return line, fam
+
+
+def email_readback_line(g: Gen) -> tuple[Line, str]:
+    """The agent reads the address back: two placeholders, the words between them kept."""
+    said_local, _, _ = _local(g)
+    said_dom, written_dom = _domain(g)
+    line = Line().say(g.pick(_EMAIL_LEADS)).ent(f"{said_local} at {said_dom}", "EMAIL")
+    line.say(g.pick((". Let me repeat that: ", ". So that's ", ". Okay, I have ")))
+    line.ent(f"{said_local} at {g.pick((said_dom, written_dom))}", "EMAIL")
+    return line.say(g.pick(("?", ", correct?", ", right?", "."))), "email_readback"
 
 
 def email_lost_at_line(g: Gen) -> tuple[Line, str]:
@@ -790,10 +806,84 @@ def _not_luhn(g: Gen) -> str:
     return " ".join(digits[i : i + 4] for i in range(0, 16, 4))
 
 
+_BEFORE = [
+    "Hi, this is {name} from {org} clinic. ",
+    "Okay. ",
+    "Oh, okay, sure. ",
+    "Yes, one second. ",
+    "I'm at work right now, but ",
+    "Your appointment is on March 4th at 3:30. ",
+    "Thanks for holding. ",
+    "So for the refill, ",
+    "Dr. {Name} asked me to call. ",
+    "We talked at the front desk. ",
+]
+_AFTER = [
+    " I'll be home after 5.",
+    " Thanks so much.",
+    " The appointment is at 10:15 on Monday.",
+    " That's the best way to reach me.",
+    " Take 20 mg for 10 days.",
+    " My zip is 30305.",
+    " Press 2 if you need the pharmacy.",
+]
+
+
+def context(g: Gen, line: Line) -> Line:
+    """Sentences around the entity that hold names, times, "at" and numbers of their own."""
+    if g.chance(0.3):
+        text = g.pick(_BEFORE).format(name=g.cap(g.name()), Name=g.cap(g.surname()), org=g.cap(g.pick(g.org)))
+        first, label = line.parts[0]
+        if label is None:
+            lead = first[:1].lower() + first[1:] if text.endswith(", ") else first
+            line.parts[0] = (text + lead, None)
+    if g.chance(0.25):
+        last, label = line.parts[-1]
+        if label is None and last.rstrip().endswith((".", "?")):
+            line.parts.append((g.pick(_AFTER), None))
+    return line
+
+
+def hard_negative_line(g: Gen) -> tuple[Line, str]:
+    """Numbers and "at"/"dot" that look like entities but are not (dev rules 5 and 7)."""
+    n = g.r.randint(2, 9)
+    choices: list[tuple[str, str]] = [
+        (f"Take {n} to {n + 2} tablets for {g.r.randint(5, 14)} days, then {n} for a week.", "hn_for_to"),
+        (f"I'll be there at {n} for {g.pick(('two', 'three', 'an'))} hours, from 9 to 5.", "hn_for_to"),
+        (f"The dose goes from {n}00 to {n + 1}00 milligrams for the next {n} weeks.", "hn_for_to"),
+        (
+            f"Your member ID is {g.r.randint(100, 999)} {g.r.randint(100, 999)} {g.r.randint(1000, 9999)}.",
+            "hn_labeled_id",
+        ),
+        (f"The group number is {g.r.randint(10000000, 99999999)}.", "hn_labeled_id"),
+        (
+            f"The office is at {g.r.randint(100, 9999)} Main Street, suite {g.r.randint(100, 999)}.",
+            "hn_address",
+        ),
+        (f"I saw {g.cap(g.name())} at the {g.pick(g.org)} clinic, the one by the lake.", "hn_at_dot"),
+        (
+            f"He weighs {g.r.randint(100, 250)} pounds and his glucose was {g.r.randint(80, 200)}.",
+            "hn_vitals",
+        ),
+        (
+            f"The balance is ${g.r.randint(1, 9)},{g.r.randint(100, 999)}, due on {g.r.randint(1, 12)}/{n}.",
+            "hn_price",
+        ),
+        (f"Visit the website at {g.pick(g.org)} clinic dot org slash forms.", "hn_url"),
+        (f"We won {n} to {n - 1} last night, and I ate at {n}.", "hn_for_to"),
+        (f"It's {n} for {n + 1} dollars, or {n + 2} for {n + 5}.", "hn_for_to"),
+        (f"Your appointment is {g.pick(_MONTHS)} {g.r.randint(1, 28)}, 2025, at {n}:30.", "hn_date"),
+    ]
+    text, fam = choices[g.r.randrange(len(choices))]
+    return Line().say(text), fam
+
+
 # Family makers and their weights (out of 100).
 MAKERS = [
     (email_line, 34),
     (email_lost_at_line, 4),
+    (email_readback_line, 2),
+    (hard_negative_line, 6),
     (phone_line, 30),
     (phone_split_line, 2),
     (readback_line, 3),
@@ -813,6 +903,7 @@ def generate(lines: int = LINES, seed: int = SEED) -> Iterator[dict[str, Any]]:
         rng = random.Random(f"{seed}:{i}")
         g = Gen(rng, held_out)
         line, fam = rng.choice(makers)(g)
+        line = context(g, line)
         text = line.text()
         yield {
             "id": f"gen-{i:05d}",

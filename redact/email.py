@@ -58,8 +58,10 @@ _STOP_WORDS = frozenset(
         "|number|phone|cell|fax|call|called|best|new|old|work|address's|email's|mine's|name|named|spelled"
         "|spell|via|says|say|said|put|puts|update|change|changed|it|reach|into|onto"
     ).split("|")
-) - {"info", "one", "word", "all", "lowercase", "uppercase", "dot"}
+) - {"info", "one", "word", "all", "lowercase", "uppercase", "dot", "um", "uh"}
 _JOIN_WORDS = frozenset(("dot", "period", "underscore", "dash", "hyphen", "plus"))
+_FILLERS = frozenset(("um", "umm", "uh", "uhm", "er", "erm", "ah", "hmm", "sorry"))
+_PAUSED = frozenset(("clar", "letter", "filler"))  # tokens a comma may stand beside inside an address
 _CLARIFIER_RE = re.compile(
     r"(?:that's\s+|that\s+is\s+|it's\s+)?(?:all\s+)?one\s+word|no\s+spaces?|(?:all\s+)?lower\s*case"
     r"|(?:all\s+)?upper\s*case",
@@ -97,8 +99,9 @@ def local_start(text: str, at: int) -> int:
     for k in range(len(tokens) - 1, max(-1, len(tokens) - 1 - _MAX_LOCAL_TOKENS), -1):
         s, e = tokens[k]
         raw = text[s:e]
+        pause = raw.endswith(("...", "\u2026"))  # "scott... kouth at": a pause inside the address
         comma = raw.endswith(",")
-        word = raw.rstrip(",")
+        word = raw.rstrip(",.\u2026") if comma or pause else raw
         low = word.lower()
         in_clar = any(cs <= s and e <= ce + 1 for cs, ce in clar)
         if in_clar:
@@ -113,13 +116,15 @@ def local_start(text: str, at: int) -> int:
             break
         elif low in _JOIN_WORDS:
             kind = "join"
+        elif low in _FILLERS:
+            kind = "filler"  # "john, um, soto at": inside the address, never its first word
         elif low in NUMBER_WORDS or low.isdigit():
             kind = "number"  # "ray dot fisher nineteen", "R Singh 77"
         else:
             kind = "word"
             if words == _MAX_LOCAL_WORDS:
                 break
-        if comma and kind not in ("clar", "letter") and right_kind not in ("clar", "letter", ""):
+        if comma and kind not in _PAUSED and right_kind not in _PAUSED and right_kind != "":
             break  # "Thanks, jane doe at": a comma no spelling or clarifier explains ends the address
         if kind == "word":
             words += 1
@@ -131,8 +136,8 @@ def local_start(text: str, at: int) -> int:
         if m is None:
             return at
         s, e = m.span()
-        low = text[s:e].rstrip(",").lower()
-        if low in _JOIN_WORDS or any(cs <= s and e <= ce + 1 for cs, ce in clar):
+        low = text[s:e].rstrip(",.\u2026").lower()
+        if low in _JOIN_WORDS or low in _FILLERS or any(cs <= s and e <= ce + 1 for cs, ce in clar):
             start = e
             continue
         return s

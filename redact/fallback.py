@@ -43,6 +43,12 @@ def _label(digits: str, cue: Cue | None, phone_shaped: bool, soft: bool) -> str 
     return None
 
 
+def counting(digits: str) -> bool:
+    """ "one, two, three, four, five, six, seven": digits that count up or down by one."""
+    steps = {(int(b) - int(a)) % 10 for a, b in itertools.pairwise(digits)}
+    return steps == {1} or steps == {9}
+
+
 _LAST_DIGITS_RE = re.compile(r"(?:ending|ends|end)\s+(?:in|with)[\s:,]*$|last\s+(?:four|4)[\s\w]{0,12}$")
 _YEAR_RE = re.compile(r"(?:19|20)\d\d")
 
@@ -140,6 +146,9 @@ def fail_closed(text: str, groups: list[Group], spans: list[Span], cues: list[tu
             last += 1
         run = parts[k : last + 1]
         digits = "".join(x.digits for x in run)
+        if len(run) >= 3 and all(len(x.digits) == 1 for x in run) and counting(digits):
+            k = last + 1
+            continue
         soft = any(x.soft for x in run)
         label = _label(digits, _cue_before(g.start, spans, cues), _phone_shaped(text, run), soft)
         if label is None and len(digits) <= 4 and (i := _tail_of(text, g.start, spans)) is not None:

@@ -361,6 +361,18 @@ def gap_link(gap: str) -> Link | None:
     return Link.BREAK
 
 
+def _zip_plus_four(text: str, toks: list[NumToken]) -> bool:
+    """ "30305-1234": five digits, a hyphen, four digits, written; no phone or card has that shape."""
+    return (
+        len(toks) == 2
+        and not toks[0].spoken
+        and not toks[1].spoken
+        and len(toks[0].digits) == 5
+        and len(toks[1].digits) == 4
+        and text[toks[0].end : toks[1].start] == "-"
+    )
+
+
 def _oh_in_digits(groups: list[Group], i: int) -> bool:
     """A lone "oh" read among digits said one per comma ("five five five, oh, two, oh, nine") is a zero:
     a one-digit group (or another such "oh") comes right before it, or it sits between two digit groups."""
@@ -415,6 +427,8 @@ def group(
             continue
         before = text[max(0, g.start - 30) : g.start].rstrip(" \t#:.").rsplit(None, 1)
         if before and before[-1].lower() in PRE_BLOCK:
+            g.blocked = True
+        elif _zip_plus_four(text, toks):
             g.blocked = True
         elif toks[0].soft and all(t.soft for t in toks):
             g.blocked = g.soft = True  # "1,250" alone: a quantity unless the context says phone or card

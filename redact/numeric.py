@@ -8,13 +8,12 @@ accepted only when every group is 2-4 digits long, the way people pause inside a
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Sequence
 
 from redact.card import is_card, luhn_valid
 from redact.context import Cue, cue_index, nearest_cue
-from redact.fallback import fail_closed
+from redact.fallback import counting, fail_closed
 from redact.numbers import Group, Link, group
 from redact.phone import EXTENSION_RE, SERVICE_CODES, is_phone
 from redact.spans import Span
@@ -28,12 +27,9 @@ def _digit_by_digit(digits: str, cue: Cue | None) -> bool:
     phone or card cue comes before, or when it is as long as a phone with its area code (10 or 11 digits:
     a digit-span test is shorter, "seven, four, one, nine, three, eight, two") and does not count up or
     down by one ("one, two, three, ..., ten" is counting)."""
-    if cue is Cue.PHONE or cue is Cue.CARD:
-        return True
-    if len(digits) not in (10, 11):
+    if counting(digits):
         return False
-    steps = {(int(b) - int(a)) % 10 for a, b in itertools.pairwise(digits)}
-    return steps != {1} and steps != {9}
+    return cue is Cue.PHONE or cue is Cue.CARD or len(digits) in (10, 11)
 
 
 def _classify(seq: Sequence[Group], cue: Cue | None) -> str | None:

@@ -105,7 +105,11 @@ def build() -> bool:
             )
             return False
         for so in (work / "redact").glob("*.so"):
-            shutil.copy2(so, PACKAGE / so.name)
+            # Copy beside, then rename: a process that has the old module loaded keeps its (unlinked)
+            # file; overwriting it in place crashes that process (seen: segfaults in concurrent tests).
+            part = PACKAGE / f".{so.name}.part"
+            shutil.copy2(so, part)
+            os.replace(part, PACKAGE / so.name)
     MANIFEST.write_text(json.dumps(fp, indent=1, sort_keys=True) + "\n")
     return True
 
