@@ -194,10 +194,17 @@ class WhisperTranscriber:
         pad_frames: int = 50,
         window_step: int = 50,
         guards: Guards = Guards(),
+        language: str = "en",
+        beam_size: int = 1,
+        prompt: str | None = None,
     ) -> None:
         self._model = load_model(
             model_path, compute_type=compute_type, cpu_threads=cpu_threads, num_workers=num_workers
         )
+        self.compute_type: str = self._model.model.compute_type  # what CTranslate2 runs (int8_float32)
+        self.language = language  # a multilingual model is pinned to it (its token in the sot sequence)
+        self.beam_size = beam_size
+        self.prompt = prompt or None  # domain words as previous text (faster-whisper's initial_prompt)
         self.short_window = short_window
         self.word_timestamps = word_timestamps
         self.pad_frames = pad_frames  # mel frames (10 ms each) of padding after the speech
@@ -206,8 +213,12 @@ class WhisperTranscriber:
         from faster_whisper.tokenizer import Tokenizer
 
         self._tokenizer = Tokenizer(
-            self._model.hf_tokenizer, self._model.model.is_multilingual, task="transcribe", language="en"
+            self._model.hf_tokenizer, self._model.model.is_multilingual, task="transcribe", language=language
         )
+        tok = self._tokenizer
+        # [sot_prev, prompt..., sot, (language, transcribe,) no_timestamps], as faster-whisper builds it.
+        self._prompt = [tok.sot_prev, *tok.encode(" " + self.prompt.strip())] if self.prompt else []
+        self._prompt += [*tok.sot_sequence, tok.no_timestamps]
         self._log_mel = LogMel(self._model.feature_extractor.mel_filters)
         self.last_encode_s = 0.0  # encoder seconds of the last short-window call (for benchmarks)
         self.fallbacks = 0  # short-window results re-decoded on the full window (loops, token limit)
@@ -224,8 +235,9 @@ class WhisperTranscriber:
     def _padded(self, audio: np.ndarray, *, words: bool) -> Transcript:
         segments, _info = self._model.transcribe(
             audio,
-            language="en",
-            beam_size=1,
+            language=self.language,
+            beam_size=self.beam_size,
+            initial_prompt=self.prompt,
             condition_on_previous_text=False,
             vad_filter=False,
             word_timestamps=words,
@@ -259,13 +271,13 @@ class WhisperTranscriber:
         t0 = time.perf_counter()
         encoded = model.model.encode(ctranslate2.StorageView.from_array(features[None]), to_cpu=False)
         self.last_encode_s = time.perf_counter() - t0
-        prompt = [*tok.sot_sequence, tok.no_timestamps]
+        prompt = self._prompt
         # Bounded output: ~8 tokens per second of audio is twice fast speech; a runaway loop stops early.
         max_new = min(448 - len(prompt), 16 + content * 8 // 100)
         result = model.model.generate(
             encoded,
             [prompt],
-            beam_size=1,
+            beam_size=self.beam_size,
             max_length=len(prompt) + max_new,
             return_scores=True,
             return_no_speech_prob=True,

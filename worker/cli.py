@@ -198,6 +198,7 @@ KNOWN_ERRORS: Final = frozenset(
         ("media.opus", "OpusError"),
         ("media.fixtures", "FixtureError"),
         ("media.asr_sched", "AsrError"),
+        ("media.models", "ModelError"),
         ("media.opus_tap", "TapError"),
         ("builtins", "OSError"),
         ("builtins", "ValueError"),

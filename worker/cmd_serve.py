@@ -150,7 +150,7 @@ async def run(args: argparse.Namespace) -> int:
         if interval > 0:
             housekeeping.append(asyncio.create_task(retention_sweeper(rt, sec, interval)))
         try:
-            async with build_asr(args) as asr:
+            async with build_asr(args, on_model=metrics.set_asr_model) as asr:
                 engine = Engine(
                     transcripts=rt.stores.transcripts,
                     recordings=rt.stores.recordings,

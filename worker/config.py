@@ -40,7 +40,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Local key-encryption key file (default ~/.config/converse-worker/kek.json, "
         "outside the data directory)",
     ),
-    Setting("model-path", None, "CTranslate2 Whisper model directory (default: the bundled tiny.en)"),
+    Setting(
+        "model",
+        None,
+        "Speech model: tiny.en (bundled, the default) or base (the `base` extra); see media/models.py",
+    ),
+    Setting("model-path", None, "Any CTranslate2 Whisper model directory (instead of --model)"),
+    Setting("language", "en", "Language a multilingual model is pinned to (English-only models ignore it)"),
+    Setting("asr-beam", "1", "Decoder beam size (1: greedy)"),
+    Setting("asr-prompt", "", "Domain words given to the decoder as previous text (not logged)"),
     Setting("asr-threads", None, "ASR worker threads (default: number of CPU cores)"),
     Setting("asr-mode", "short", "Encoder window: 'short' (sized to the utterance) or 'padded' (30 s)"),
     Setting("org-id", "default", "Organisation of calls taken by this worker"),

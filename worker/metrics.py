@@ -24,6 +24,7 @@ class Metrics:
     __slots__ = (
         "active_calls",
         "asr_hung",
+        "asr_model",
         "asr_queue_depth",
         "calls_total",
         "frames_lost",
@@ -82,6 +83,19 @@ class Metrics:
         self.asr_hung = Gauge(
             "converse_asr_hung_workers", "ASR workers stuck in a model call past the timeout", registry=r
         )
+        self.asr_model = Gauge(
+            "converse_asr_model_info",
+            "The speech model this worker loaded (1), by catalogue name and CTranslate2 compute type",
+            ["model", "compute_type"],
+            registry=r,
+        )
         self.spooled_bytes = Gauge(
             "converse_spooled_bytes", "Bytes spooled locally during storage outages since start", registry=r
         )
+
+    def set_asr_model(self, name: str, compute_type: str) -> None:
+        """Labels from fixed sets (media.models): a --model-path directory reads `custom`, never its path."""
+        from media.models import CUSTOM, LABELS, compute_label
+
+        self.asr_model.clear()
+        self.asr_model.labels(name if name in LABELS else CUSTOM, compute_label(compute_type)).set(1)
