@@ -196,6 +196,35 @@ def _espeak(voice: str, wpm: int, text: str, tmp: Path) -> np.ndarray:
         return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32)
 
 
+# Other synthesisers beside espeak-ng (Debian: festival, festvox-us-slt-hts, festvox-kallpc16k,
+# festvox-kdlpc16k, flite), named "festival:<voice>" / "flite:<voice>" in `Call.voices`, so that a
+# measurement stops rewarding one engine's voice. `make_call` still draws espeak-ng voices only (the
+# seeded set stays as it was); benchmarks/models.py draws from MIXED_VOICES.
+FESTIVAL_VOICES = ("festival:cmu_us_slt_arctic_hts", "festival:kal_diphone", "festival:ked_diphone")
+FLITE_VOICES = ("flite:awb", "flite:rms", "flite:slt", "flite:kal16")
+MIXED_VOICES = (*VOICES, *FESTIVAL_VOICES, *FLITE_VOICES)
+
+
+def synth(voice: str, wpm: int, text: str, tmp: Path) -> np.ndarray:
+    """`text` in `voice` at about `wpm` words a minute, as 48 kHz samples (espeak-ng unless prefixed)."""
+    engine, _, name = voice.partition(":")
+    if engine not in ("festival", "flite"):
+        return _espeak(voice, wpm, text, tmp)
+    raw, out = tmp / "other.wav", tmp / "other48.wav"
+    if engine == "flite":
+        cmd = ["flite", "-voice", name, "-t", text, "-o", str(raw)]
+    else:
+        (tmp / "text.txt").write_text(text)
+        cmd = ["text2wave", "-eval", f"(voice_{name})", str(tmp / "text.txt"), "-o", str(raw)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    # Speed by sox's tempo (pitch kept): the HTS voice ignores festival's Duration_Stretch. Both
+    # synthesisers speak at roughly 165 wpm.
+    sox = ["sox", "-V1", "-G", "-R", "-D", str(raw), "-r", str(RATE), "-c", "1", "-b", "16"]
+    subprocess.run([*sox, "-e", "signed-integer", str(out), "tempo", "-s", f"{wpm / 165:.3f}"], check=True)
+    with wave.open(str(out), "rb") as w:
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32)
+
+
 def _band_limit(pcm: np.ndarray) -> np.ndarray:
     spec = np.fft.rfft(pcm)
     freqs = np.fft.rfftfreq(len(pcm), 1 / RATE)
@@ -210,7 +239,7 @@ def render(call: Call, out: Path, rng: random.Random, tmp: Path) -> None:
     t = 0.5
     for turn in call.turns:
         for j, part in enumerate(turn.parts):
-            pcm = _espeak(call.voices[turn.track], call.wpm[turn.track], part, tmp)
+            pcm = synth(call.voices[turn.track], call.wpm[turn.track], part, tmp)
             pieces.append((turn.track, t, pcm))
             t += len(pcm) / RATE + (rng.uniform(*PAUSE_S) if j < len(turn.parts) - 1 else 0.0)
         t += rng.uniform(*GAP_S)

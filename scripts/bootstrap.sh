@@ -14,7 +14,7 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 stamp=.venv/.converse-installed
 extras="scale,native"
-[[ $want_test == 1 ]] && extras="scale,native,dev"
+[[ $want_test == 1 ]] && extras="scale,native,dev,base"  # base: the real-model tests of --model base
 if [[ ! -f $stamp ]] || [[ pyproject.toml -nt $stamp ]] || ! grep -qx "$extras" "$stamp"; then
   log=.venv/install.log
   if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e ".[${extras}]"; } >"$log" 2>&1; then
@@ -34,6 +34,13 @@ if [[ $want_test == 1 ]]; then
   command -v chromedriver >/dev/null || missing+=(chromium-driver)
   command -v espeak-ng >/dev/null || missing+=(espeak-ng)
   command -v sox >/dev/null || missing+=(sox)
+  # Other synthesisers for the generated calls of benchmarks/models.py (its smoke test runs them).
+  command -v flite >/dev/null || missing+=(flite)
+  command -v text2wave >/dev/null || missing+=(festival)
+  fv=/usr/share/festival/voices
+  [[ -d $fv/us/cmu_us_slt_arctic_hts ]] || missing+=(festvox-us-slt-hts)
+  [[ -d $fv/english/kal_diphone ]] || missing+=(festvox-kallpc16k)
+  [[ -d $fv/english/ked_diphone ]] || missing+=(festvox-kdlpc16k)
   command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
   if (( ${#missing[@]} )); then
     echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
