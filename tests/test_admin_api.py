@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -385,6 +386,46 @@ async def test_live_view_for_a_support_agent_follows_the_claim(api: Api) -> None
         ("denied", "mfa required for live_view_claimed"),
         ("allowed", "role support has live_view_claimed"),
     ]
+
+
+async def test_live_view_ends_at_its_token_expiry(api: Api) -> None:
+    """A stream opened with a short-lived token stops at `exp` although the call goes on."""
+    token = api.issuer.issue("admin-user", "admin@example.org", ORG, Role.ADMIN, ["otp", "mfa"], ttl_s=2)
+    opened = time.monotonic()
+    resp = await api.client.get(f"/v1/calls/{ACTIVE_CALL}/live", headers={"Authorization": f"Bearer {token}"})
+    assert resp.status == 200
+    events = await read_events(resp, "ended", limit_s=8)
+    elapsed = time.monotonic() - opened
+    assert events[-1] == ("ended", {"call_id": ACTIVE_CALL, "reason": "token expired"})
+    assert 0.5 < elapsed < 4.0, elapsed
+    assert api.ctx.engine.get_call(ACTIVE_CALL) is not None  # the call itself is still running
+
+
+async def test_live_viewers_are_capped_per_user(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api_live, "LIVE_MAX_PER_USER", 1)
+    first = await api.client.get(f"/v1/calls/{ACTIVE_CALL}/live", headers=api.auth(Role.ADMIN))
+    assert first.status == 200
+    again = await api.client.get(f"/v1/calls/{ACTIVE_CALL}/live", headers=api.auth(Role.ADMIN))
+    assert again.status == 503 and again.headers["Retry-After"] == "10"
+    assert (await again.json()) == {"error": "too many live views open by this user (at most 1)"}
+    other = await api.client.get(f"/v1/calls/{ACTIVE_CALL}/live", headers=api.auth(Role.OWNER))
+    assert other.status == 200  # another user of the organisation still gets a slot
+    first.close()
+    other.close()
+
+
+def test_viewer_slots_are_per_organisation_and_user() -> None:
+    slots = api_live.ViewerSlots()
+    for i in range(api_live.LIVE_MAX_PER_ORG):
+        assert slots.admit("org-a", f"user-{i}") is None
+    assert slots.admit("org-a", "one-more") == (
+        f"too many live viewers in organisation org-a (at most {api_live.LIVE_MAX_PER_ORG})"
+    )
+    assert slots.admit("org-b", "user-0") is None  # org A's views do not take org B's slots
+    for i in range(api_live.LIVE_MAX_PER_ORG):
+        slots.leave("org-a", f"user-{i}")
+    slots.leave("org-b", "user-0")
+    assert slots.count == 0 and not slots.by_org and not slots.by_user
 
 
 async def test_live_view_of_an_ended_or_foreign_call_is_404(api: Api) -> None:

@@ -5,8 +5,11 @@ Live view: partial and final transcripts as the engine produces them, unredacted
 for the live view, from memory only; this module never stores or logs their text. It needs
 `live_view_claimed` (a PHI permission, so `mfa` too) and, unless the caller may also read stored transcripts
 (`read_transcripts`: Owner, Admin), the claim on that escalated call, checked again before every event: a
-released claim ends the stream. The stream also ends when the call ends, after `LIVE_MAX_S`, or when the
-client goes away (a keepalive comment every `KEEPALIVE_S` notices that); at most `LIVE_MAX_VIEWERS` at once.
+released claim ends the stream. The stream also ends at the bearer token's `exp` (a token is checked once,
+when the stream opens; the stream must not outlive it), when the call ends, after `LIVE_MAX_S`, or when the
+client goes away (a keepalive comment every `KEEPALIVE_S` notices that). At most `LIVE_MAX_VIEWERS` streams
+at once in the pod, `LIVE_MAX_PER_ORG` per organisation and `LIVE_MAX_PER_USER` per user, so one tenant
+cannot take every slot.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import contextlib
 import inspect
 import json
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
@@ -28,11 +32,13 @@ from worker.api_calls import authorize_call, call_id_of, call_resource
 from worker.contracts import LiveEvent
 from worker.engine import Call
 from worker.escalations import Escalation
-from worker.http_auth import ApiError, authorize, ctx_of, precheck, principal_of, read_json
+from worker.http_auth import ApiError, authorize, ctx_of, precheck, principal_of, read_json, state_of
 
 KEEPALIVE_S: Final = 15.0
 LIVE_MAX_S: Final = 4 * 3600.0
 LIVE_MAX_VIEWERS: Final = 64
+LIVE_MAX_PER_ORG: Final = 16
+LIVE_MAX_PER_USER: Final = 4
 SFRAME_SUITES: Final = range(1, 6)  # RFC 9605 section 4.5
 MAX_SFRAME_KEYS: Final = 16
 SFRAME_KEY_BYTES: Final = range(16, 65)
@@ -109,8 +115,40 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
-class _Viewers:
-    count = 0
+class ViewerSlots:
+    """Open live streams: in the pod, per organisation and per user (entries dropped at zero)."""
+
+    __slots__ = ("by_org", "by_user", "count")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.by_org: Counter[str] = Counter()
+        self.by_user: Counter[tuple[str, str]] = Counter()
+
+    def admit(self, org_id: str, user_id: str) -> str | None:
+        """Take a slot, or return the reason none is free."""
+        if self.count >= LIVE_MAX_VIEWERS:
+            return "too many live viewers"
+        if self.by_org[org_id] >= LIVE_MAX_PER_ORG:
+            return f"too many live viewers in organisation {org_id} (at most {LIVE_MAX_PER_ORG})"
+        if self.by_user[(org_id, user_id)] >= LIVE_MAX_PER_USER:
+            return f"too many live views open by this user (at most {LIVE_MAX_PER_USER})"
+        self.count += 1
+        self.by_org[org_id] += 1
+        self.by_user[(org_id, user_id)] += 1
+        return None
+
+    def leave(self, org_id: str, user_id: str) -> None:
+        self.count -= 1
+        self.by_org[org_id] -= 1
+        if self.by_org[org_id] <= 0:
+            del self.by_org[org_id]
+        self.by_user[(org_id, user_id)] -= 1
+        if self.by_user[(org_id, user_id)] <= 0:
+            del self.by_user[(org_id, user_id)]
+
+
+VIEWERS = ViewerSlots()  # the pod's live streams (one event loop per process)
 
 
 async def live_view(request: web.Request) -> web.StreamResponse:
@@ -133,13 +171,13 @@ async def live_view(request: web.Request) -> web.StreamResponse:
     )
     if call is None:
         raise ApiError(404, f"no active call {call_id}")
-    if _Viewers.count >= LIVE_MAX_VIEWERS:
-        raise ApiError(503, "too many live viewers", {"Retry-After": "10"})
-    _Viewers.count += 1
+    refused = VIEWERS.admit(p.org_id, p.user_id)
+    if refused is not None:
+        raise ApiError(503, refused, {"Retry-After": "10"})
     try:
         return await _stream(request, call, needs_claim)
     finally:
-        _Viewers.count -= 1
+        VIEWERS.leave(p.org_id, p.user_id)
 
 
 async def _next(events: AsyncIterator[LiveEvent]) -> LiveEvent | None:
@@ -158,13 +196,17 @@ async def _stream(request: web.Request, call: Call, needs_claim: bool) -> web.St
     )
     reason = "call ended"
     deadline = time.monotonic() + LIVE_MAX_S
+    expires_at = state_of(request).expires_at
+    if expires_at is not None:  # wall-clock `exp` as a monotonic deadline, no leeway
+        deadline = min(deadline, time.monotonic() + (expires_at - time.time()))
     try:
         await resp.prepare(request)
         await resp.write(b": live view of call " + call.call_id.encode() + b"\n\n")
         while True:
             timeout = min(KEEPALIVE_S, deadline - time.monotonic())
             if timeout <= 0:
-                reason = "time limit"
+                expired = expires_at is not None and time.time() >= expires_at
+                reason = "token expired" if expired else "time limit"
                 break
             done, _ = await asyncio.wait({nxt}, timeout=timeout)
             if needs_claim and not _holds_claim(request, call.call_id):

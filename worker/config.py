@@ -136,8 +136,58 @@ def render_markdown() -> str:
         "Credentials for the S3 store come from the standard `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` "
         "(and optionally `AWS_REGION`) variables.",
         "",
+        "## Environment only",
+        "",
+        "These have no flag (secrets stay off the command line and out of `ps`).",
+        "",
+        "| environment | default | meaning |",
+        "|---|---|---|",
+        *(f"| `{env}` | {default} | {meaning} |" for env, default, meaning in ENV_ONLY),
+        *_admission_rows(),
+        "",
     ]
     return "\n".join(lines)
+
+
+# Read where they are used (worker/security.py, worker/cli_access.py, worker/cmd_call.py).
+ENV_ONLY: tuple[tuple[str, str, str], ...] = (
+    (
+        "CONVERSE_OIDC_ISSUER",
+        "—",
+        "Issuer (`iss`) of an external OIDC provider whose tokens are trusted beside the embedded issuer's",
+    ),
+    ("CONVERSE_OIDC_AUDIENCE", "`converse-worker`", "Audience (`aud`) the OIDC provider's tokens must name"),
+    (
+        "CONVERSE_OIDC_JWKS",
+        "—",
+        "The provider's JWKS: an https:// URL or a file path (public keys only; `oct` keys are ignored)",
+    ),
+    (
+        "CONVERSE_TOKEN",
+        "(secret)",
+        "The CLI caller's bearer JWT (as `--token`): reads and admin commands then act as that identity, "
+        "with its role, organisation and MFA, exactly as over HTTP",
+    ),
+    (
+        "CONVERSE_SFRAME_KEY",
+        "(secret)",
+        "`call`: base64url SFrame base key to send end-to-end encrypted frames (as `--sframe-key`)",
+    ),
+)
+
+
+def _admission_rows() -> list[str]:
+    """`CONVERSE_ADMISSION_<FIELD>` overrides of `worker.admission.AdmissionConfig`, one row per field."""
+    from dataclasses import fields
+
+    from worker.admission import AdmissionConfig
+
+    defaults = AdmissionConfig()
+    return [
+        f"| `CONVERSE_ADMISSION_{f.name.upper()}` | `{getattr(defaults, f.name)}` | "
+        f"Admission control (`serve`): `{f.name}`, see worker/admission.py |"
+        for f in fields(AdmissionConfig)
+    ]
 
 
 def http_settings(args: argparse.Namespace) -> frozenset[str]:

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, NoReturn
 
+import jwt
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -56,6 +57,7 @@ class ApiState:
 
     ctx: AppContext
     principal: Principal
+    expires_at: float | None = None  # the bearer JWT's `exp` (UNIX seconds); None for the static token
     audited: bool = False
     audit_seq: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -74,6 +76,19 @@ def state_of(request: web.Request) -> ApiState:
         return request[STATE]
     except KeyError:
         raise ApiError(401, "not authenticated") from None
+
+
+def token_expiry(authorization: str | None) -> float | None:
+    """The `exp` of a bearer JWT the authenticator has already verified (so read without verifying again),
+    or None for a token that is not a JWT (the static token never expires)."""
+    token = (authorization or "").strip().partition(" ")[2].strip()
+    if token.count(".") != 2:
+        return None
+    try:
+        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    except jwt.InvalidTokenError:
+        return None
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
 
 
 def principal_of(request: web.Request) -> Principal:
@@ -219,7 +234,7 @@ def auth_middleware(ctx: AppContext) -> Middleware:
             except ApiError as err:
                 return error_response(err.status, err.message)
             return _unauthorized(reason)
-        st = ApiState(ctx, principal)
+        st = ApiState(ctx, principal, token_expiry(request.headers.get("Authorization")))
         request[STATE] = st
         status = 500
         try:

@@ -304,6 +304,8 @@ def _other_paths() -> dict[str, dict[str, Schema]]:
             "post": {
                 "operationId": "whipOffer",
                 "summary": "WHIP (RFC 9725): send an SDP offer, get the answer; the call starts",
+                "x-permission": Permission.CONFIGURE_AGENTS.value,  # worker.http_app._whip_authorizer
+                "x-mfa": False,
                 "requestBody": {"required": True, "content": sdp},
                 "responses": {
                     "201": {
@@ -321,6 +323,8 @@ def _other_paths() -> dict[str, dict[str, Schema]]:
             "delete": {
                 "operationId": "whipEnd",
                 "summary": "End the call",
+                "x-permission": Permission.CONFIGURE_AGENTS.value,
+                "x-mfa": False,
                 "parameters": [CALL_ID],
                 "responses": {
                     "200": {"description": "Call ended"},
