@@ -9,7 +9,8 @@ Wrapping is AES-256-GCM under the current version with a random 96-bit nonce; th
 KEK id and version and the caller's `context` (`track_key_context(call_id, track)`), so a wrapped key moved
 to another track, call or KEK version fails authentication. `WrappedKey.blob` is nonce || ciphertext || tag.
 Older versions stay in the file, so keys wrapped under them keep unwrapping; `rewrap_all` moves every stored
-track key to the current version without touching media.
+track key and per-call transcript text key to the current version without touching media or sealed text
+(`worker.key_rotation` adds the TOTP secrets).
 
 Concurrency: creation is exclusive (write a temp file, fsync, hard-link into place: the first creator wins,
 others load its file); rotation holds an exclusive `flock` on `<file>.lock`, re-reads the file, and replaces
@@ -19,6 +20,7 @@ next time it wraps (the file's inode changed) or unwraps an unknown version.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -28,6 +30,7 @@ import os
 import secrets
 import stat
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,7 +42,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from redact.ids import safe_hex_id
 from storage.errors import KeyDestroyedError, KeyError_, KeyFileError
-from storage.protocols import KeyProvider, TranscriptStore, WrappedKey, format_timestamp
+from storage.protocols import CallKeyStore, KeyProvider, TranscriptStore, WrappedKey, format_timestamp
+from storage.sealed_text import text_key_context
 
 FORMAT = 1
 KEK_BYTES = 32
@@ -265,31 +269,94 @@ def _parse(path: Path, raw: bytes, ino: tuple[int, int]) -> _KeyFile:
 
 
 @dataclass(frozen=True, slots=True)
+class KindReport:
+    """One kind of wrapped key after a re-wrap pass."""
+
+    rewrapped: int = 0  # moved to the current version
+    unchanged: int = 0  # already under the current version
+    skipped: int = 0  # changed or destroyed while we worked (left as they are)
+
+    def __add__(self, other: KindReport) -> KindReport:
+        return KindReport(
+            self.rewrapped + other.rewrapped, self.unchanged + other.unchanged, self.skipped + other.skipped
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class RewrapReport:
-    rewrapped: int  # keys moved to the current version
-    unchanged: int  # keys already under the current version
-    skipped: int  # keys changed or destroyed while we worked (left as they are)
+    """Per kind ("track": recording keys, "text": per-call transcript keys, and what callers add, such as
+    "totp"); the totals are over every kind."""
+
+    kinds: dict[str, KindReport]
     kek_id: str
     version: int
 
+    def _total(self) -> KindReport:
+        return sum(self.kinds.values(), KindReport())
+
+    @property
+    def rewrapped(self) -> int:
+        return self._total().rewrapped
+
+    @property
+    def unchanged(self) -> int:
+        return self._total().unchanged
+
+    @property
+    def skipped(self) -> int:
+        return self._total().skipped
+
+    def with_kind(self, kind: str, report: KindReport) -> RewrapReport:
+        return RewrapReport({**self.kinds, kind: report}, self.kek_id, self.version)
+
 
 async def rewrap_all(store: TranscriptStore, provider: KeyProvider) -> RewrapReport:
-    """Re-wrap every stored track key under the provider's current KEK version (media untouched).
+    """Re-wrap every stored key the KEK wraps in `store` under the provider's current version (media and
+    sealed text untouched): track keys, and per-call transcript text keys where the store keeps them.
 
     Each swap is conditional on the stored key being the one we unwrapped, so a key destroyed by retention
-    meanwhile stays destroyed. Run it after `provider.rotate()`; safe to rerun.
+    meanwhile stays destroyed. Run it after `provider.rotate()`; safe to rerun. Unwrapping and wrapping run
+    off the event loop (a provider may read its key file or call a KMS).
     """
     kek_id, version = provider.current()
-    rewrapped = unchanged = skipped = 0
+    current = (kek_id, version)
+
+    async def rewrap(old: WrappedKey, context: bytes) -> WrappedKey:
+        raw = await asyncio.to_thread(provider.unwrap, old, context)
+        return await asyncio.to_thread(provider.wrap, raw, context)
+
+    tracks = KindReport()
     async for ref in store.iter_wrapped_keys():
-        old = ref.wrapped
-        if (old.kek_id, old.kek_version) == (kek_id, version):
-            unchanged += 1
+        if (ref.wrapped.kek_id, ref.wrapped.kek_version) == current:
+            tracks += KindReport(unchanged=1)
             continue
         context = track_key_context(ref.call_id, ref.track)
-        new = provider.wrap(provider.unwrap(old, context), context)
-        if await store.replace_wrapped_key(ref.call_id, ref.track, new, expected=old):
-            rewrapped += 1
-        else:
-            skipped += 1
-    return RewrapReport(rewrapped, unchanged, skipped, kek_id, version)
+        new = await rewrap(ref.wrapped, context)
+        done = await store.replace_wrapped_key(ref.call_id, ref.track, new, expected=ref.wrapped)
+        tracks += KindReport(rewrapped=1) if done else KindReport(skipped=1)
+    kinds = {"track": tracks}
+    if isinstance(store, CallKeyStore):
+        texts = KindReport()
+        async for key in store.iter_call_keys():
+            if (key.wrapped.kek_id, key.wrapped.kek_version) == current:
+                texts += KindReport(unchanged=1)
+                continue
+            new = await rewrap(key.wrapped, text_key_context(key.call_id))
+            done = await store.replace_call_key(key.call_id, new, expected=key.wrapped)
+            texts += KindReport(rewrapped=1) if done else KindReport(skipped=1)
+        kinds["text"] = texts
+    return RewrapReport(kinds, kek_id, version)
+
+
+async def key_versions(store: TranscriptStore) -> dict[str, dict[int, int]]:
+    """How many live keys of each kind are wrapped under each KEK version: {"track": {1: 3, 2: 5}, ...}."""
+    tracks: Counter[int] = Counter()
+    async for ref in store.iter_wrapped_keys():
+        tracks[ref.wrapped.kek_version] += 1
+    out = {"track": dict(sorted(tracks.items()))}
+    if isinstance(store, CallKeyStore):
+        texts: Counter[int] = Counter()
+        async for key in store.iter_call_keys():
+            texts[key.wrapped.kek_version] += 1
+        out["text"] = dict(sorted(texts.items()))
+    return out

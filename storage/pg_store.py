@@ -29,6 +29,7 @@ from storage import migrate as migrations
 from storage.errors import ConflictError, NotFoundError, StorageUnavailableError, StoreClosedError
 from storage.protocols import (
     CallInfo,
+    CallKey,
     OrgSettings,
     TrackInfo,
     TrackKey,
@@ -66,24 +67,24 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 _CALL_INSERT = (
     "INSERT INTO calls (call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, "
-    "escalated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING"
+    "escalated, external_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING"
 )
 _CALL_KEY = "SELECT call_id, org_id, source, started_at FROM calls WHERE call_id = $1"
 _CALL_GET = (
-    "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated "
-    "FROM calls WHERE call_id = $1"
+    "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated, "
+    "external_id FROM calls WHERE call_id = $1"
 )
 _CALL_LIST = (
-    "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated "
-    "FROM calls ORDER BY started_at, call_id"
+    "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated, "
+    "external_id FROM calls ORDER BY started_at, call_id"
 )
 _CALL_LIST_ORG = (
-    "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated "
-    "FROM calls WHERE org_id = $1 ORDER BY started_at, call_id"
+    "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated, "
+    "external_id FROM calls WHERE org_id = $1 ORDER BY started_at, call_id"
 )
 _CALL_EXPIRED = (
-    "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated "
-    "FROM calls WHERE org_id = $1 AND ((ended_at IS NOT NULL AND ended_at < $2) OR "
+    "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated, "
+    "external_id FROM calls WHERE org_id = $1 AND ((ended_at IS NOT NULL AND ended_at < $2) OR "
     "(ended_at IS NULL AND started_at < $3)) ORDER BY COALESCE(ended_at, started_at), call_id LIMIT $4"
 )
 _TRACK_INSERT = (
@@ -141,7 +142,7 @@ def _count(status: str) -> int:
 
 
 def _call(r: Row) -> CallInfo:
-    return CallInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]))
+    return CallInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9])
 
 
 def _track(r: Row) -> TrackInfo:
@@ -263,7 +264,7 @@ class PgTranscriptStore:
     async def create_call(self, call: CallInfo) -> None:
         c = check_call(call)
         args: Row = (c.call_id, c.org_id, c.source, c.started_at, c.ended_at, c.status, c.end_reason)
-        args = (*args, c.fixture, bool(c.escalated))
+        args = (*args, c.fixture, bool(c.escalated), c.external_id)
         await self._insert_once(_CALL_INSERT, args, _CALL_KEY, 1, f"call {c.call_id}")
 
     async def end_call(self, call_id: str, ended_at: str, status: str, reason: str | None) -> None:
@@ -406,6 +407,39 @@ class PgTranscriptStore:
         if row[0] is None:
             return None
         return WrappedKey(row[0], row[1], b"" if row[2] is None else bytes(row[2]))
+
+    async def iter_call_keys(self) -> AsyncIterator[CallKey]:
+        sql = (
+            "SELECT call_id, text_kek_id, text_kek_version, text_key FROM calls "
+            "WHERE text_key IS NOT NULL AND call_id > $1 ORDER BY call_id LIMIT $2"
+        )
+
+        def page(after: str) -> Callable[[Conn], Awaitable[list[Row]]]:
+            return lambda conn: conn.fetch(sql, after, KEY_PAGE)
+
+        after = ""
+        while True:
+            rows = await self._with(page(after))
+            for r in rows:
+                yield CallKey(r[0], WrappedKey(r[1], r[2], bytes(r[3])))
+            if len(rows) < KEY_PAGE:
+                return
+            after = rows[-1][0]
+
+    async def replace_call_key(self, call_id: str, wrapped: WrappedKey, *, expected: WrappedKey) -> bool:
+        validate_call_id(call_id)
+        if not wrapped.blob:
+            raise ValueError("replace_call_key needs a wrapped key; use destroy_call_key to destroy one")
+        sql = (
+            "UPDATE calls SET text_kek_id = $1, text_kek_version = $2, text_key = $3 WHERE call_id = $4 "
+            "AND text_key IS NOT NULL AND text_kek_id = $5 AND text_kek_version = $6 AND text_key = $7"
+        )
+        new, old = (
+            (wrapped.kek_id, wrapped.kek_version, wrapped.blob),
+            (expected.kek_id, expected.kek_version),
+        )
+        args = (*new, call_id, *old, expected.blob)
+        return _count(await self._with(lambda conn: conn.execute(sql, *args))) == 1
 
     async def destroy_call_key(self, call_id: str) -> bool:
         validate_call_id(call_id)

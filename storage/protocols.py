@@ -79,13 +79,14 @@ class WrappedKey:
 class CallInfo:
     call_id: str
     org_id: str
-    source: str  # "replay" | "whip"
+    source: str  # "replay" | "whip" | "media-streams"
     started_at: str  # UTC ISO 8601 with milliseconds, e.g. 2026-11-27T16:32:56.123Z
     ended_at: str | None = None
     status: str = "active"  # active | ended | failed
     end_reason: str | None = None
     fixture: str | None = None  # fixture name for replays (a file name, never a full path with PHI)
     escalated: bool = False
+    external_id: str | None = None  # the provider's id of the call (media streams: the callSid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,14 @@ class TrackKey:
 
     call_id: str
     track: int
+    wrapped: WrappedKey
+
+
+@dataclass(frozen=True, slots=True)
+class CallKey:
+    """A call's wrapped transcript-text key as listed for re-wrapping (`rewrap_all`)."""
+
+    call_id: str
     wrapped: WrappedKey
 
 
@@ -213,6 +222,15 @@ class CallKeyStore(Protocol):
 
     async def destroy_call_key(self, call_id: str) -> bool:
         """Erase the wrapped text key (the call's text becomes unreadable). True if this call destroyed it."""
+        ...
+
+    def iter_call_keys(self) -> AsyncIterator[CallKey]:
+        """Every text key set and not destroyed, in call_id order, fetched in pages (KEK rotation)."""
+        ...
+
+    async def replace_call_key(self, call_id: str, wrapped: WrappedKey, *, expected: WrappedKey) -> bool:
+        """Swap in a re-wrapped text key, only if the stored one still equals `expected` (never revives a
+        destroyed key). Returns whether the key was replaced."""
         ...
 
 

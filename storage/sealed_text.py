@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from storage.errors import KeyDestroyedError, StorageError
 from storage.protocols import (
     CallInfo,
+    CallKey,
     KeyedTranscriptStore,
     KeyProvider,
     OrgSettings,
@@ -190,6 +191,13 @@ class TranscriptStoreProxy:
 
     async def destroy_call_key(self, call_id: str) -> bool:
         return await self.inner.destroy_call_key(call_id)
+
+    async def iter_call_keys(self) -> AsyncIterator[CallKey]:
+        async for key in self.inner.iter_call_keys():
+            yield key
+
+    async def replace_call_key(self, call_id: str, wrapped: WrappedKey, *, expected: WrappedKey) -> bool:
+        return await self.inner.replace_call_key(call_id, wrapped, expected=expected)
 
 
 class SealedTranscriptStore(TranscriptStoreProxy):

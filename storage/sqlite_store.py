@@ -27,6 +27,7 @@ from storage import migrate as migrations
 from storage.errors import ConflictError, NotFoundError, StorageUnavailableError, StoreClosedError
 from storage.protocols import (
     CallInfo,
+    CallKey,
     OrgSettings,
     TrackInfo,
     TrackKey,
@@ -49,24 +50,24 @@ Row = tuple[Any, ...]
 # Full statements as literals (no string building): greppable, and nothing but `?` ever reaches them.
 _CALL_INSERT = (
     "INSERT INTO calls (call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, "
-    "escalated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    "escalated, external_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
 _CALL_KEY = "SELECT call_id, org_id, source, started_at FROM calls WHERE call_id = ?"
 _CALL_GET = (
-    "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated FROM "
-    "calls WHERE call_id = ?"
+    "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated, "
+    "external_id FROM calls WHERE call_id = ?"
 )
 _CALL_LIST = (
-    "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated FROM "
-    "calls ORDER BY started_at, call_id"
+    "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated, "
+    "external_id FROM calls ORDER BY started_at, call_id"
 )
 _CALL_LIST_ORG = (
-    "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated FROM "
-    "calls WHERE org_id = ? ORDER BY started_at, call_id"
+    "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated, "
+    "external_id FROM calls WHERE org_id = ? ORDER BY started_at, call_id"
 )
 _CALL_EXPIRED = (
-    "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated FROM "
-    "calls WHERE org_id = ? AND ((ended_at IS NOT NULL AND ended_at < ?) OR "
+    "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated, "
+    "external_id FROM calls WHERE org_id = ? AND ((ended_at IS NOT NULL AND ended_at < ?) OR "
     "(ended_at IS NULL AND started_at < ?)) ORDER BY COALESCE(ended_at, started_at), call_id LIMIT ?"
 )
 _TRACK_INSERT = (
@@ -114,7 +115,7 @@ KEY_PAGE = 500
 
 
 def _call(r: Row) -> CallInfo:
-    return CallInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]))
+    return CallInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9])
 
 
 def _track(r: Row) -> TrackInfo:
@@ -228,7 +229,7 @@ class LocalTranscriptStore:
     async def create_call(self, call: CallInfo) -> None:
         c = check_call(call)
         args: Row = (c.call_id, c.org_id, c.source, c.started_at, c.ended_at, c.status, c.end_reason)
-        args = (*args, c.fixture, int(c.escalated))
+        args = (*args, c.fixture, int(c.escalated), c.external_id)
         what = f"call {c.call_id}"
         await self._run(lambda conn: _insert_once(conn, _CALL_INSERT, args, _CALL_KEY, 1, what))
 
@@ -401,6 +402,39 @@ class LocalTranscriptStore:
         if row[0] is None:
             return None
         return WrappedKey(row[0], row[1], b"" if row[2] is None else bytes(row[2]))
+
+    async def iter_call_keys(self) -> AsyncIterator[CallKey]:
+        sql = (
+            "SELECT call_id, text_kek_id, text_kek_version, text_key FROM calls "
+            "WHERE text_key IS NOT NULL AND call_id > ? ORDER BY call_id LIMIT ?"
+        )
+
+        def page(after: str) -> Callable[[sqlite3.Connection], list[Row]]:
+            return lambda conn: conn.execute(sql, (after, KEY_PAGE)).fetchall()
+
+        after = ""
+        while True:
+            rows = await self._run(page(after))
+            for r in rows:
+                yield CallKey(r[0], WrappedKey(r[1], r[2], bytes(r[3])))
+            if len(rows) < KEY_PAGE:
+                return
+            after = rows[-1][0]
+
+    async def replace_call_key(self, call_id: str, wrapped: WrappedKey, *, expected: WrappedKey) -> bool:
+        validate_call_id(call_id)
+        if not wrapped.blob:
+            raise ValueError("replace_call_key needs a wrapped key; use destroy_call_key to destroy one")
+        sql = (
+            "UPDATE calls SET text_kek_id = ?, text_kek_version = ?, text_key = ? WHERE call_id = ? "
+            "AND text_key IS NOT NULL AND text_kek_id = ? AND text_kek_version = ? AND text_key = ?"
+        )
+        new, old = (
+            (wrapped.kek_id, wrapped.kek_version, wrapped.blob),
+            (expected.kek_id, expected.kek_version),
+        )
+        args = (*new, call_id, *old, expected.blob)
+        return await self._run(lambda conn: conn.execute(sql, args).rowcount == 1)
 
     async def destroy_call_key(self, call_id: str) -> bool:
         validate_call_id(call_id)

@@ -13,9 +13,9 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from storage.keys import rewrap_all
 from storage.protocols import OrgSettings
 from storage.retention import run_retention
+from worker import key_rotation
 from worker.access import Permission
 from worker.http_auth import authorize, ctx_of, precheck, principal_of, read_json, record, reject
 
@@ -108,22 +108,18 @@ async def rotate_keys(request: web.Request) -> web.Response:
         org=ctx.org_id,
         before={"kek_id": kek_id, "version": version},
     )
-    new_version = await asyncio.to_thread(ctx.keys.rotate)
-    report = await rewrap_all(ctx.stores.transcripts, ctx.keys)
-    result = {
-        "kek_id": report.kek_id,
-        "version": new_version,
-        "rewrapped": report.rewrapped,
-        "unchanged": report.unchanged,
-        "skipped": report.skipped,
-    }
+    # Every kind the KEK wraps (track, transcript text, TOTP); the answer gives totals, the audit per kind.
+    report = await key_rotation.rotate(ctx.keys, ctx.stores.transcripts, ctx.security.totp)
+    new_version = report.version
+    full = key_rotation.report_json(report)
+    result = {k: full[k] for k in ("kek_id", "version", "rewrapped", "unchanged", "skipped")}
     await record(
         request,
         "keys.rotated",
         "keys/kek",
         before={"kek_id": kek_id, "version": version},
         after={"kek_id": report.kek_id, "version": new_version},
-        details=result,
+        details=full,
     )
     return web.json_response(result)
 

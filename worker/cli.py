@@ -72,8 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     k = sub.add_parser("keys", help="key-encryption keys")
     ksub = k.add_subparsers(dest="action", required=True)
     for name, help_ in (
-        ("rotate", "new KEK version; re-wrap every stored track key"),
-        ("status", "KEK versions"),
+        ("rotate", "new KEK version; re-wrap every key it wraps (track, transcript text, TOTP)"),
+        ("status", "KEK version, and per kind how many keys are on each version"),
     ):
         kk = ksub.add_parser(name, help=help_)
         add_settings(kk, STORAGE)

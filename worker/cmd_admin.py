@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from storage.factory import migrate_stores
-from storage.keys import rewrap_all
 from storage.retention import run_retention
+from worker import key_rotation
 from worker.cli import CommandError
 from worker.cli_access import security_for
 from worker.runtime import open_runtime
@@ -19,39 +19,38 @@ from worker.security import actor_of, local_operator
 async def keys(args: argparse.Namespace) -> int:
     async with open_runtime(args) as rt, security_for(args, rt) as sec:
         actor = actor_of(local_operator(args.org_id))
+        store = rt.stores.transcripts
         if args.action == "status":
-            kek_id, version = rt.keys.current()
-            print(
-                json.dumps({"kek_id": kek_id, "version": version})
-                if args.json
-                else f"KEK {kek_id} version {version}"
-            )
+            st = await key_rotation.status(rt.keys, store, sec.totp)
+            if args.json:
+                print(json.dumps(st))
+            else:
+                print(f"KEK {st['kek_id']} version {st['version']}")
+                for kind, counts in st["kinds"].items():
+                    on = ", ".join(f"v{v}: {n}" for v, n in counts.items()) or "none"
+                    print(f"  {kind}: {on}")
             return 0
         before = rt.keys.current()
-        version = rt.keys.rotate()
-        report = await rewrap_all(rt.stores.transcripts, rt.keys)
+        report = await key_rotation.rotate(rt.keys, store, sec.totp)
+        out = key_rotation.report_json(report)
         await sec.audit.append(
             actor,
             "keys.rotate",
             f"kek/{before[0]}",
-            "ok",
+            "ok" if not report.skipped else "error",
             before={"version": before[1]},
-            after={"version": version},
-            details={"rewrapped": report.rewrapped, "skipped": report.skipped},
+            after={"version": report.version},
+            details={"rewrapped": report.rewrapped, "skipped": report.skipped, "kinds": out["kinds"]},
         )
-        out = {
-            "kek_id": report.kek_id,
-            "version": version,
-            "rewrapped": report.rewrapped,
-            "unchanged": report.unchanged,
-            "skipped": report.skipped,
-        }
-        print(
-            json.dumps(out)
-            if args.json
-            else f"KEK {report.kek_id} now version {version}: {report.rewrapped} track keys re-wrapped"
-        )
+        if args.json:
+            print(json.dumps(out))
+        else:
+            done = ", ".join(f"{k.rewrapped} {_NOUNS.get(kind, kind)}" for kind, k in report.kinds.items())
+            print(f"KEK {report.kek_id} now version {report.version}: re-wrapped {done}")
         return 0
+
+
+_NOUNS = {"track": "track keys", "text": "transcript keys", "totp": "TOTP secrets"}
 
 
 async def migrate(args: argparse.Namespace) -> int:

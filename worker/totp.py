@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import os
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any, Final
 
 import pyotp
 
+from storage.keys import KindReport
 from storage.protocols import KeyProvider, WrappedKey
 
 _VERSION: Final = 1
@@ -177,6 +179,31 @@ class TotpStore:
             if matched:
                 raise ReusedCodeError(f"TOTP code already used for user {user_id}")
             raise InvalidCodeError(f"invalid TOTP code for user {user_id}")
+
+    def rewrap(self) -> KindReport:
+        """Re-wrap every wrapped TOTP secret under the key provider's current KEK version (after a rotation),
+        in one atomic rewrite of the users file. Secrets stored plain (no KEK) are left as they are."""
+        report = KindReport()
+        if self._kp is None:
+            return report
+        current = self._kp.current()
+        with self._locked() as users:
+            for user_id, user in users.items():
+                w = user.get("wrapped")
+                if w is None:
+                    continue
+                if (str(w["kek_id"]), int(w["kek_version"])) == current:
+                    report += KindReport(unchanged=1)
+                    continue
+                user.update(self._seal(user_id, self._unseal(user_id, user)))
+                report += KindReport(rewrapped=1)
+        return report
+
+    def key_versions(self) -> dict[int, int]:
+        """How many wrapped TOTP secrets are under each KEK version."""
+        with self._locked() as users:
+            versions = Counter(int(u["wrapped"]["kek_version"]) for u in users.values() if u.get("wrapped"))
+        return dict(sorted(versions.items()))
 
     # -- storage ---------------------------------------------------------------------------------------------
 
