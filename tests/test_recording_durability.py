@@ -65,7 +65,8 @@ def test_rotation_rewraps_keys_and_old_and_new_recordings_export(tmp_path: Path)
     rot2 = json.loads(run_cli(["keys", "rotate", "--json"], env).stdout)
     assert (rot1["version"], rot2["version"]) == (2, 3)
     for rot in (rot1, rot2):  # the track key and the call's transcript text key, each time
-        assert {kind: k["rewrapped"] for kind, k in rot["kinds"].items()} == {"track": 1, "text": 1, "totp": 0}
+        rewrapped = {kind: k["rewrapped"] for kind, k in rot["kinds"].items()}
+        assert rewrapped == {"track": 1, "text": 1, "totp": 0}
     second = json_lines(run_cli(["replay", "--json", str(FIXTURES / "example_call.flac")], env).stdout)
     call2 = second[0]["call_id"]
     sizes = []
