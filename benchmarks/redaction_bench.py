@@ -11,6 +11,16 @@ clock by default (a noisy shared host slows both alike, and waiting for a core i
 `redact` runs compiled by mypyc after `scripts/build_native.py` (bootstrap runs it), else as plain
 Python; the result names which. Prints human lines; the LAST line is one JSON object. Writes JSON + PNG
 under benchmarks/results/.
+
+Beside the dev corpus, two reports on lines the rules were not tuned on (`--no-heldout` skips them):
+
+* the HELD-OUT split of the seeded PHI grammar (`benchmarks/phi_grammar.py`,
+  tests/data/redaction_gen_heldout.jsonl): exact lines, lines that leak any letter or digit of an
+  entity, lines that lose a letter or digit outside every entity (over-redacted), recall per family
+  (entities fully covered), and the speed-up vs Presidio on these lines, same run;
+* real tiny.en output of espeak-ng speech (tests/data/redaction_asr.jsonl,
+  scripts/make_redaction_asr_corpus.py): lines where any PHI value survives, by the checks of
+  tests/test_redact_asr.py, and lines that lose a `keep` item.
 """
 
 from __future__ import annotations
@@ -33,6 +43,8 @@ sys.path.insert(0, str(ROOT))  # a script: import the working tree's packages
 from redact import compiled, redact_text  # noqa: E402 - after the sys.path line above
 
 DEFAULT_CORPUS = ROOT / "tests" / "data" / "redaction_dev.jsonl"
+HELDOUT = ROOT / "tests" / "data" / "redaction_gen_heldout.jsonl"
+ASR_CORPUS = ROOT / "tests" / "data" / "redaction_asr.jsonl"
 RESULTS = ROOT / "benchmarks" / "results"
 REPEAT = 20  # timed passes over the corpus per redactor, interleaved; the best pass is reported (noisy hosts)
 PRESIDIO_VERSION = "2.2.366"
@@ -127,6 +139,75 @@ def evaluate(name: str, redact: Redact, rows: list[dict[str, Any]], best: float)
     }
 
 
+def evaluate_heldout(redact: Redact, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Exact, leaked and over-redacted lines and per-family recall on generated lines (see
+    `phi_grammar.score`)."""
+    from benchmarks.phi_grammar import removed, score
+
+    fam: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0])  # lines exact leaked over ents hit
+    leaked_ids, over_ids = [], []
+    for row in rows:
+        out = redact(row["text"])
+        sc = score(row, out)
+        f = fam[row["family"]]
+        f[0] += 1
+        f[1] += sc.exact
+        f[2] += sc.leaked
+        f[3] += sc.over
+        mask = None if sc.exact else removed(row["text"], out)
+        for start, end, _ in row["spans"]:
+            f[4] += 1
+            f[5] += sc.exact or (
+                mask is not None and all(mask[i] or not row["text"][i].isalnum() for i in range(start, end))
+            )
+        if sc.leaked:
+            leaked_ids.append(row["id"])
+        if sc.over:
+            over_ids.append(row["id"])
+    n = len(rows)
+    return {
+        "lines": n,
+        "exact": sum(f[1] for f in fam.values()) / n,
+        "leaked": len(leaked_ids) / n,
+        "over_redacted": len(over_ids) / n,
+        "entities": sum(f[4] for f in fam.values()),
+        "entity_recall": sum(f[5] for f in fam.values()) / max(1, sum(f[4] for f in fam.values())),
+        "per_family": {
+            k: {
+                "lines": v[0],
+                "exact": v[1] / v[0],
+                "leaked_lines": v[2],
+                "over_lines": v[3],
+                **({"recall": v[5] / v[4]} if v[4] else {}),
+            }
+            for k, v in sorted(fam.items())
+        },
+        "leaked_ids": leaked_ids,
+        "over_ids": over_ids,
+    }
+
+
+def evaluate_asr(redact: Redact, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """PHI that survives redaction of real ASR output, by the checks of tests/test_redact_asr.py."""
+    from tests.test_redact_asr import phi_survives
+
+    leaked, lost, items = [], [], 0
+    for row in rows:
+        out = redact(row["asr_text"])
+        items += len(row["phi"])
+        if any(phi_survives(item, out) for item in row["phi"]):
+            leaked.append(row["id"])
+        if any(k in row["asr_text"] and k not in out for k in row["keep"]):
+            lost.append(row["id"])
+    return {
+        "lines": len(rows),
+        "phi_items": items,
+        "leaked_lines": leaked,
+        "keep_lost_lines": lost,
+        "voices": sorted({r["voice"] for r in rows}),
+    }
+
+
 def plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -153,6 +234,37 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def heldout_report(named: list[tuple[str, Redact]], repeat: int, clock: str) -> dict[str, Any]:
+    """The held-out split: accuracy of ours (and Presidio's exact lines), speed of both on its lines."""
+    rows = load(HELDOUT)
+    texts = [r["text"] for r in rows]
+    best = best_times([redact for _, redact in named], texts, max(1, repeat // 4), clock)
+    rep = evaluate_heldout(named[0][1], rows)
+    rep["lines_per_s"] = {name: len(rows) / b for (name, _), b in zip(named, best, strict=True)}
+    if len(named) > 1:
+        rep["presidio_exact"] = evaluate_heldout(named[1][1], rows)["exact"]
+        rep["speedup_vs_presidio"] = best[1] / best[0]
+    print(
+        f"held-out generated split ({rep['lines']} lines): exact {rep['exact']:.2%},"
+        f" leaked {rep['leaked']:.2%},"
+        f" over-redacted {rep['over_redacted']:.2%}, entity recall {rep['entity_recall']:.2%}"
+        + (
+            f"; speed-up vs Presidio {rep['speedup_vs_presidio']:.1f}x"
+            f" (Presidio exact {rep['presidio_exact']:.1%})"
+            if len(named) > 1
+            else ""
+        )
+    )
+    print("  per family: lines, exact, recall (entities fully redacted), leaked/over-redacted lines")
+    for k, v in rep["per_family"].items():
+        recall = f"{v['recall']:7.2%}" if "recall" in v else "      -"
+        print(
+            f"  {k:28s} {v['lines']:5d} {v['exact']:7.2%} {recall}"
+            f" {v['leaked_lines']:3d} {v['over_lines']:3d}"
+        )
+    return rep
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("corpus", nargs="?", type=Path, default=DEFAULT_CORPUS)
@@ -161,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         "--clock", choices=sorted(CLOCKS), default="cpu", help="process CPU time or wall time"
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--no-heldout", action="store_true", help="only the dev corpus")
     args = parser.parse_args(argv)
     rows = load(args.corpus)
     presidio, note = presidio_redactor()
@@ -198,6 +311,15 @@ def main(argv: list[str] | None = None) -> int:
     print("per-tag exact-line accuracy (ours" + (" / presidio" if presidio else "") + "):")
     for tag in results[0]["per_tag"]:
         print(f"  {tag:24s} " + " / ".join(f"{r['per_tag'][tag]:6.1%}" for r in results))
+    if not args.no_heldout:
+        summary["heldout"] = heldout_report(named, args.repeat, args.clock)
+        summary["asr"] = evaluate_asr(redact_text, load(ASR_CORPUS))
+        asr = summary["asr"]
+        print(
+            f"ASR corpus ({asr['lines']} lines, {asr['phi_items']} PHI items,"
+            f" voices {', '.join(asr['voices'])}):"
+            f" {len(asr['leaked_lines'])} lines leak PHI, {len(asr['keep_lost_lines'])} lose a keep item"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "redaction.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     plot(results, args.out / "redaction.png")
