@@ -94,6 +94,8 @@ async def test_page_on_another_origin_calls_through_the_allow_list_only(
     origin_a: str, tmp_path: Path
 ) -> None:
     require_tools(CHROMIUM, CHROMEDRIVER)
+    for sub in ("allowed", "refused"):
+        (tmp_path / sub).mkdir()
     driver = await asyncio.to_thread(chromium, FIXTURES / "silence.wav", tmp_path / "profile")
     try:
         with serve(tmp_path / "allowed", cors_origins=f"https://other.example.org, {origin_a}") as srv:
