@@ -14,8 +14,6 @@ kept. Everything else commits at once.
 `now` and returns `Batch`es to redact (`redact_batch`) and store, in order.
 """
 
-from __future__ import annotations
-
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -70,8 +68,8 @@ _EMAIL_LEAD_TAIL = re.compile(
     re.IGNORECASE,
 )
 _NUMBER_LEAD_TAIL = re.compile(
-    r"\b(?:(?:phone|cell|mobile|fax|card|account)(?:\s+number)?|number|call\s+me\s+(?:at|on)|"
-    r"reach\s+me\s+(?:at|on)|text\s+me\s+(?:at|on)|extension)(?:\s+is|\s+it's|'s|:)?$",
+    r"\b(?:(?:(?:phone|cell|mobile|fax|card|account)(?:\s+number)?|number)(?:\s+is|\s+it's|'s|:)|"
+    r"(?:call|reach|text)\s+me\s+(?:at|on)|extension)$",
     re.IGNORECASE,
 )
 # "jane dot doe at", "doe at gmail", "sam.reyes", "sam dot reyes", "reyes at example dot".
@@ -119,10 +117,11 @@ def open_tail(text: str) -> Tail | None:
         year = re.fullmatch(r"(?:19|20)\d\d", m.group()) is not None  # "back in 2019."
         if (n >= 3 and not year) or (n >= 1 and _NUMBER_CUE.search(body)):
             return Tail(m.start(), m.end(), _number_label(body, n))
-    m = _NUMBER_LEAD_TAIL.search(body)
+    question = text.rstrip().endswith("?")  # "what's your number?": the answer is the other speaker's
+    m = None if question else _NUMBER_LEAD_TAIL.search(body)
     if m is not None:
         return Tail(len(body), len(body), "PHONE")  # the whole entity is still to come
-    m = _EMAIL_LEAD_TAIL.search(body)
+    m = None if question else _EMAIL_LEAD_TAIL.search(body)
     if m is not None:
         span = m.group("span")
         if _STOP.search(span) or _PLACEHOLDER.search(body[m.start("span") :]):
@@ -289,14 +288,16 @@ def _merge(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
 class Piece:
     """One final: the engine's handle for it, its raw text (memory only) and its redactor (variables and
-    context bound)."""
+    context bound). A plain class: mypyc's dataclasses cannot hold an `object` field."""
 
-    key: object
-    raw: str
-    redact: RedactOne
+    __slots__ = ("key", "raw", "redact")
+
+    def __init__(self, key: object, raw: str, redact: RedactOne) -> None:
+        self.key = key
+        self.raw = raw
+        self.redact = redact
 
 
 @dataclass(frozen=True, slots=True)

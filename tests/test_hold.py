@@ -101,6 +101,9 @@ def test_open_ends_are_held(text: str) -> None:
         "My number is [PHONE].",
         "Thanks, bye.",
         "That's what I told the doctor.",
+        "What is your number?",
+        "And what's your email address?",
+        "Is that the number",
         "",
     ],
 )

@@ -38,6 +38,7 @@ class FinalResult:
     committed_at: str
     committed_monotonic: float
     time_to_final: float | None = None  # commit time minus arrival time of the end of speech, seconds
+    held: bool = False  # held back to be redacted joined to the next final (redact.hold)
 
 
 @dataclass(frozen=True, slots=True)

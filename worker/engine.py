@@ -18,16 +18,17 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import structlog
 
 from media.asr import INAUDIBLE, SILENCE_LIKE
 from media.events import PartialAudio, SpeechStarted, Transcript, Utterance
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE, EncodedFrame
+from redact.hold import HOLD_S, Batch, Piece, TrackHold, redact_batch
 from redact.ids import safe_hex_id
 from storage.protocols import (
     CallInfo,
@@ -68,9 +69,13 @@ class EngineConfig:
     partials: bool = False  # interim transcripts for the live view (only computed while someone watches)
     record_audio: bool = True
     live_queue: int = 256
+    # A final that may end inside an entity waits this long for the next one on its track, to be redacted
+    # joined to it (redact.hold); 0 turns the hold off (a continuation is still redacted with what it ends).
+    hold_s: float = HOLD_S
 
 
 RedactResult = tuple[str, dict[str, int]]
+_T = TypeVar("_T")
 
 
 class RedactFn:
@@ -330,9 +335,19 @@ class Call:
         structlog.contextvars.bind_contextvars(track=st.index)
         eng = self.engine
         key = f"{self.call_id}/{st.index}"
+        hold = TrackHold(eng.config.hold_s)
         while True:
-            item = await st.utterances.get()
+            wait = None if hold.deadline is None else max(0.0, hold.deadline - time.monotonic())
+            try:
+                item = await asyncio.wait_for(st.utterances.get(), wait)
+            except TimeoutError:  # the held final's bound passed: stored now, its open tail over-redacted
+                for batch in hold.expire(time.monotonic()):
+                    await self._store_batch(st, batch)
+                continue
             if item is _END:
+                # Never lost, never stored raw: what is held goes now, over-redacted (finish waits for it).
+                for batch in hold.flush(time.monotonic()):
+                    await self._store_batch(st, batch)
                 return
             if isinstance(item, PartialAudio):
                 # Skip stale partials: a newer partial or a final is already waiting behind this one.
@@ -344,7 +359,7 @@ class Call:
                     eng.metrics.shed_partials.inc()
                     continue
                 try:
-                    tr = await fut
+                    tr = await self._held_wait(st, hold, fut)
                 except Exception:  # noqa: S112 - a partial is best-effort (never logged: it holds speech)
                     continue
                 if tr is None:  # shed by the scheduler (already counted there)
@@ -353,11 +368,11 @@ class Call:
                     self._publish(LiveEvent(self.call_id, st.index, "partial", tr.text, item.start, item.end))
                 continue
             assert isinstance(item, Utterance)
-            await self._commit(st, key, item)
+            await self._commit(st, key, item, hold)
 
-    async def _commit(self, st: _TrackState, key: str, utt: Utterance) -> None:
+    async def _commit(self, st: _TrackState, key: str, utt: Utterance, hold: TrackHold) -> None:
         try:
-            await self._commit_turn(st, key, utt)
+            await self._commit_turn(st, key, utt, hold)
         finally:
             self._pending.pop((st.index, utt.start), None)
             async with self._turns_changed:
@@ -397,11 +412,12 @@ class Call:
                 best = turn
         return best[2] if best is not None else None
 
-    async def _commit_turn(self, st: _TrackState, key: str, utt: Utterance) -> None:
+    async def _commit_turn(self, st: _TrackState, key: str, utt: Utterance, hold: TrackHold) -> None:
         eng = self.engine
         eng.metrics.asr_queue_depth.inc()
         try:
-            tr = await asyncio.wait_for(eng.asr.submit_final(key, utt.pcm), eng.config.asr_timeout_s)
+            asr = asyncio.wait_for(eng.asr.submit_final(key, utt.pcm), eng.config.asr_timeout_s)
+            tr = await self._held_wait(st, hold, asr)
         except Exception as exc:
             st.failed += 1
             eng.metrics.utterances_failed.labels("asr").inc()
@@ -417,16 +433,52 @@ class Call:
                 return  # nothing said, or Whisper's known inventions on silence (counted above)
             raw = INAUDIBLE  # speech the model could not read: kept with its times, never dropped unseen
         # The previous turn tells what an answer like "jan.go.example.com" is.
-        context = await self._context_for(st.index, utt)
+        context = await self._held_wait(st, hold, self._context_for(st.index, utt))
         self._turns.append((utt.start, utt.end, raw))
+        self._publish(LiveEvent(self.call_id, st.index, "final", raw, utt.start, utt.end))  # held ones too
+
+        def redact_one(text: str) -> RedactResult:
+            return eng.redactor(text, self.variables, context)
+
+        # A final that may end inside an entity is held (redact.hold); the batches due now are stored.
+        for batch in hold.final(Piece(utt, raw, redact_one), time.monotonic()):
+            await self._store_batch(st, batch)
+
+    async def _held_wait(self, st: _TrackState, hold: TrackHold, aw: Awaitable[_T]) -> _T:
+        """`await aw`, storing the track's held final if its bound passes meanwhile: the next utterance's
+        ASR (or its wait for context) never stretches the hold."""
+        if hold.deadline is None:
+            return await aw
+        task = asyncio.ensure_future(aw)
         try:
-            text, counts = eng.redactor(raw, self.variables, context)
+            while hold.deadline is not None and not task.done():
+                await asyncio.wait({task}, timeout=max(0.0, hold.deadline - time.monotonic()))
+                for batch in hold.expire(time.monotonic()):
+                    await self._store_batch(st, batch)
+            return await task
+        finally:
+            task.cancel()  # only if this wait itself was cancelled (a no-op once done)
+
+    async def _store_batch(self, st: _TrackState, batch: Batch) -> None:
+        eng = self.engine
+        try:
+            results = redact_batch(batch)
         except Exception as exc:
-            # Fail closed: nothing is written for this utterance and the text is not logged.
-            st.failed += 1
-            eng.metrics.utterances_failed.labels("redaction").inc()
-            log.error("redaction_failed", error=type(exc).__name__, start=round(utt.start, 2))
+            # Fail closed: nothing is written for these utterances and the text is not logged.
+            for p in batch.pieces:
+                assert isinstance(p.key, Utterance)
+                st.failed += 1
+                eng.metrics.utterances_failed.labels("redaction").inc()
+                log.error("redaction_failed", error=type(exc).__name__, start=round(p.key.start, 2))
             return
+        for p, (text, counts) in zip(batch.pieces, results, strict=True):
+            assert isinstance(p.key, Utterance)
+            await self._store_final(st, p.key, text, counts, held=batch.held)
+
+    async def _store_final(
+        self, st: _TrackState, utt: Utterance, text: str, counts: dict[str, int], *, held: bool
+    ) -> None:
+        eng = self.engine
         # Wall-clock time, so it can jump (NTP step, VM resume); clamp so it never goes backwards on a track.
         committed_at = max(utc_now(), st.last_committed_at)
         record = UtteranceRecord(
@@ -457,7 +509,6 @@ class Call:
         ttf = None if arrival is None else max(0.0, mono - arrival)
         if ttf is not None:
             eng.metrics.time_to_final.observe(ttf)
-        self._publish(LiveEvent(self.call_id, st.index, "final", raw, utt.start, utt.end))
         if self.on_final is not None:
             self.on_final(
                 FinalResult(
@@ -470,6 +521,7 @@ class Call:
                     committed_at=committed_at,
                     committed_monotonic=mono,
                     time_to_final=None if ttf is None else round(ttf, 4),
+                    held=held,
                 )
             )
 
