@@ -108,7 +108,8 @@ async def test_sqlite_runs_off_the_event_loop(data_dir: Path) -> None:
 
 # schema ---------------------------------------------------------------------------------------------
 
-V3 = Migration(3, "add_note", "ALTER TABLE calls ADD COLUMN note TEXT;\n")
+N = migrations.latest_version()  # the bundled schema version; tests add N + 1
+V3 = Migration(N + 1, "add_note", "ALTER TABLE calls ADD COLUMN note TEXT;\n")
 
 
 def with_v3(monkeypatch: pytest.MonkeyPatch, v3: Migration = V3) -> None:
@@ -120,7 +121,7 @@ async def test_new_database_is_migrated_to_latest(data_dir: Path) -> None:
     stores = await open_stores(data_dir)
     await stores.close()
     with sqlite3.connect(data_dir / "converse.db") as conn:
-        assert migrations.schema_version(conn) == migrations.latest_version() == 2
+        assert migrations.schema_version(conn) == migrations.latest_version() == N
     assert await migrate_stores(data_dir) == []  # already current
 
 
@@ -134,8 +135,11 @@ async def test_database_behind_is_refused_until_migrated(
     with_v3(monkeypatch)
     with pytest.raises(SchemaError) as err:
         await open_stores(data_dir)
-    assert str(err.value) == "database schema is at version 2, worker needs 3; run `converse-worker migrate`"
-    assert await migrate_stores(data_dir) == [3]
+    assert (
+        str(err.value)
+        == f"database schema is at version {N}, worker needs {N + 1}; run `converse-worker migrate`"
+    )
+    assert await migrate_stores(data_dir) == [N + 1]
     stores = await open_stores(data_dir)
     assert await stores.transcripts.get_call(call.call_id) == call  # data kept across the migration
     await stores.close()
@@ -148,7 +152,7 @@ async def test_database_newer_than_the_worker_is_refused(
     await migrate_stores(data_dir)
     monkeypatch.undo()
     with pytest.raises(
-        SchemaError, match=r"^database schema version 3 is newer than this worker's 2; upgrade"
+        SchemaError, match=rf"^database schema version {N + 1} is newer than this worker's {N}; upgrade"
     ):
         await open_stores(data_dir)
     with pytest.raises(SchemaError, match=r"newer than this worker"):
@@ -159,8 +163,8 @@ async def test_edited_migration_is_refused(data_dir: Path, monkeypatch: pytest.M
     with_v3(monkeypatch)
     await migrate_stores(data_dir)
     monkeypatch.undo()
-    with_v3(monkeypatch, Migration(3, "add_note", "ALTER TABLE calls ADD COLUMN note2 TEXT;\n"))
-    with pytest.raises(SchemaError, match=r"^migration 0003 changed after it was applied"):
+    with_v3(monkeypatch, Migration(N + 1, "add_note", "ALTER TABLE calls ADD COLUMN note2 TEXT;\n"))
+    with pytest.raises(SchemaError, match=rf"^migration {N + 1:04d} changed after it was applied"):
         await open_stores(data_dir)
 
 
@@ -168,12 +172,12 @@ async def test_failed_migration_leaves_the_database_untouched(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await (await open_stores(data_dir)).close()
-    bad = Migration(3, "broken", "CREATE TABLE half (x INTEGER);\nSELECT * FROM no_such_table;\n")
+    bad = Migration(N + 1, "broken", "CREATE TABLE half (x INTEGER);\nSELECT * FROM no_such_table;\n")
     with_v3(monkeypatch, bad)
     with pytest.raises(sqlite3.OperationalError, match=r"no such table"):
         await migrate_stores(data_dir)
     with sqlite3.connect(data_dir / "converse.db") as conn:
-        assert migrations.schema_version(conn) == 2
+        assert migrations.schema_version(conn) == N
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'half'").fetchone() is None
 
 
@@ -199,7 +203,7 @@ def test_two_migrators_apply_each_migration_once(tmp_path: Path) -> None:
         th.start()
     for th in threads:
         th.join()
-    assert sorted(results) == [[], [], [], [1, 2]]
+    assert sorted(results) == [[], [], [], list(range(1, N + 1))]
 
 
 # deletion really erases -----------------------------------------------------------------------------
@@ -251,5 +255,5 @@ async def test_key_listing_pages_through_many_tracks(data_dir: Path, monkeypatch
 
 def test_migrate_creates_an_owner_only_database(tmp_path: Path, loose_umask: object) -> None:
     db = tmp_path / "new.db"
-    assert migrations.migrate(db) == [1, 2]
+    assert migrations.migrate(db) == list(range(1, N + 1))
     assert mode(db) == 0o600

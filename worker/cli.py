@@ -37,13 +37,16 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("call", help="send a fixture to a running worker over WHIP")
     c.add_argument("url", help="worker base URL or its /whip endpoint, e.g. http://127.0.0.1:8080")
-    c.add_argument("fixture")
+    c.add_argument("fixture", nargs="?", help="the fixture (with --media-streams: the only argument)")
     c.add_argument("--token", default=None, help="bearer token (env CONVERSE_API_TOKEN)")
     c.add_argument("--json", action="store_true")
     c.add_argument("--tail", type=float, default=1.5, help="seconds of silence sent after the fixture")
     c.add_argument("--sframe-key", default=None, help="base64url SFrame base key: send E2EE frames")
     c.add_argument("--kid", type=int, default=1, help="SFrame key id")
     c.add_argument("--suite", type=int, default=4, help="SFrame cipher suite (4 = AES_128_GCM_SHA256_128)")
+    c.add_argument(
+        "--media-streams", default=None, metavar="WS_URL", help="stream as a telephony provider (mu-law)"
+    )
 
     d = sub.add_parser("redact", help="redact PHI from stdin lines to stdout")
     d.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="runtime PHI variable")

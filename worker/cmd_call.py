@@ -73,6 +73,12 @@ def _variables_header(variables: Mapping[str, str]) -> dict[str, str] | None:
 
 
 async def run(args: argparse.Namespace) -> int:
+    if args.media_streams:  # a telephony provider's Media Streams WebSocket instead of WHIP
+        from worker.media_streams_client import run as stream
+
+        return await stream(args)
+    if args.fixture is None:
+        raise CommandError("call: a FIXTURE is required")
     token = args.token or os.environ.get("CONVERSE_API_TOKEN") or ""
     if not token:
         raise CommandError("a bearer token is required (--token or CONVERSE_API_TOKEN)")

@@ -17,6 +17,9 @@ from worker.cli import CommandError
 from worker.cli_access import cli_guard
 from worker.runtime import open_runtime
 
+# How each call came in, by the engine's `source`: a WHIP call is WebRTC, a replay a replay.
+CHANNELS = {"whip": "webrtc", "media-streams": "media-streams", "replay": "replay"}
+
 
 async def transcripts(args: argparse.Namespace) -> int:
     async with open_runtime(args) as rt:
@@ -36,6 +39,8 @@ async def transcripts(args: argparse.Namespace) -> int:
                     "started_at": c.started_at,
                     "ended_at": c.ended_at,
                     "status": c.status,
+                    "channel": CHANNELS.get(c.source, c.source),
+                    "external_id": c.external_id,
                 }
                 if args.json:
                     print(json.dumps(row))

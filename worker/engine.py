@@ -49,6 +49,8 @@ _END = object()
 _MAX_BATCH = 50  # frames (1 s) per thread hop at most
 CONTEXT_S = 20.0  # how long a turn stays the context of the next one for redaction
 CONTEXT_WAIT_S = 10.0  # how long a final may wait for another track's earlier turn (only when it lags)
+CLOSE_RESERVE_S = 3.0  # of a drain deadline, kept for closing the recordings after the finalisation wait
+CLOSE_MIN_S = 1.0  # closing always gets this long (past a deadline too): the last second of audio is in it
 
 
 def utc_now() -> str:
@@ -66,6 +68,10 @@ class EngineConfig:
     # 2.7% at 0.1 s). Adds at most this to time to final (latency.py, one call: p50 0.49 s at 0.1 s).
     batch_window_s: float = 0.1
     asr_timeout_s: float = 60.0  # an ASR call that hangs longer fails that utterance, not the call
+    # finish(): finals still being made get this long, then closing the recordings and storing the end get
+    # `close_timeout_s` (both cut to what is left of a drain deadline, `Engine.set_deadline`).
+    finish_timeout_s: float = 90.0
+    close_timeout_s: float = 30.0
     partials: bool = False  # interim transcripts for the live view (only computed while someone watches)
     record_audio: bool = True
     live_queue: int = 256
@@ -189,7 +195,7 @@ class Call:
         self.info = info
         self.call_id = info.call_id
         self.variables = dict(variables or {})
-        self.on_final = on_final
+        self.on_final = None if on_final is None else _guarded(on_final)
         self.record_audio = True  # the org's "call recording" setting, fixed when the call starts
         self.settings: OrgSettings | None = None
         self.started_mono = time.monotonic()
@@ -201,6 +207,7 @@ class Call:
         self._finish_lock = asyncio.Lock()
         self._subscribers: set[asyncio.Queue[LiveEvent | None]] = set()
         self._summary: CallSummary | None = None
+        self._closing: asyncio.Future[CallSummary] | None = None
         # Recent turns (audio start, end, unredacted text: memory only, never stored or logged) and turns
         # still being transcribed, so an answer is redacted knowing the question before it.
         self._turns: deque[tuple[float, float, str]] = deque(maxlen=16)
@@ -285,25 +292,27 @@ class Call:
         window = self.engine.config.batch_window_s
         ended = False
         while not ended:
-            item = await st.frames.get()
+            # The end of the track is `st.closed` (set by finish) once the queue is empty; `_END` in the
+            # queue only wakes a get() blocked on an empty queue, so finish never waits on a full one.
             batch: list[EncodedFrame] = []
-            if item is _END:
-                ended = True
-            else:
-                assert isinstance(item, EncodedFrame)
-                batch.append(item)
-                # Let the window's frames arrive, then take them all: the pool's shared tick wakes every
-                # track at once and their batches cross to the thread in one hop (a wait_for per frame costs
-                # a task each, and a hop costs more than a track's work).
-                if window > 0 and st.frames.empty():  # real time (a full-speed replay never waits)
-                    await self.engine.speech.tick()
+            if not (st.closed and st.frames.empty()):
+                item = await st.frames.get()
+                if item is not _END:
+                    assert isinstance(item, EncodedFrame)
+                    batch.append(item)
+                    # Let the window's frames arrive, then take them all: the pool's shared tick wakes every
+                    # track at once and their batches cross to the thread in one hop (a wait_for per frame
+                    # costs a task each, and a hop costs more than a track's work).
+                    if window > 0 and st.frames.empty():  # real time (a full-speed replay never waits)
+                        await self.engine.speech.tick()
                 while len(batch) < _MAX_BATCH and not st.frames.empty():
                     nxt = st.frames.get_nowait()
-                    if nxt is _END:
-                        ended = True
-                        break
-                    assert isinstance(nxt, EncodedFrame)
-                    batch.append(nxt)
+                    if nxt is not _END:
+                        assert isinstance(nxt, EncodedFrame)
+                        batch.append(nxt)
+            ended = st.closed and st.frames.empty()
+            if not batch and not ended:
+                continue
             want_partials = self.engine.config.partials and bool(self._subscribers)
             st.segmenting = True
             try:
@@ -534,14 +543,18 @@ class Call:
             except Exception as exc:  # the store is failing: the call ends (next push raises), not the task
                 self.fail_storage(exc)
                 return
-            await self.engine.transcripts.update_track_counts(
-                self.call_id,
-                st.index,
-                received=st.received,
-                sealed=sealer.sealed,
-                lost=st.lost,
-                duration_s=max(0.0, (st.last_ts + FRAME_SAMPLES) / SAMPLE_RATE),
-            )
+            try:
+                await self.engine.transcripts.update_track_counts(
+                    self.call_id,
+                    st.index,
+                    received=st.received,
+                    sealed=sealer.sealed,
+                    lost=st.lost,
+                    duration_s=max(0.0, (st.last_ts + FRAME_SAMPLES) / SAMPLE_RATE),
+                )
+            except Exception as exc:  # progress only (a locked database): the next tick or the end rewrites
+                self.engine.metrics.store_errors.labels("track_counts").inc()
+                log.warning("track_counts_store_failed", error=type(exc).__name__, track=st.index)
 
     # -- live view ----------------------------------------------------------------------------------------
 
@@ -567,74 +580,113 @@ class Call:
     # -- end ----------------------------------------------------------------------------------------------
 
     async def finish(self, status: str = "ended", reason: str | None = None) -> CallSummary:
+        """End the call within `Engine.finish_timeout()`: speech in progress is finalised and committed if
+        the stages manage it by then; whatever happens, every track's recording is closed (what was sealed
+        stays), the call leaves the engine and its end is stored (or retried by the engine)."""
         if self._summary is not None:
             return self._summary
         async with self._finish_lock:
             if self._summary is not None:
                 return self._summary
-            async with self._open_lock:
-                for st in self._tracks:
-                    st.closed = True
-                    await st.frames.put(_END)
-            # Speech in progress is finalised (VAD flush) and every final committed before the end.
-            work = [t for st in self._tracks for t in st.tasks[:2]]
-            if work:
-                await asyncio.wait(work)
-            for st in self._tracks:
-                for t in st.tasks[2:]:
-                    t.cancel()
-            self._stop.set()
+            if self._closing is not None:  # an earlier finish was cancelled while closing
+                self._summary = await asyncio.shield(self._closing)
+                return self._summary
+            timeout = self.engine.finish_timeout()
             try:
-                await self._supervisor
-            except Exception as exc:  # a crashed stage fails the call, but what was sealed is still closed
-                status, reason = "failed", f"internal error in pipeline ({type(exc).__name__})"
-                log.error("call_pipeline_failed", error=type(exc).__name__)
-            self._summary = await self._close_tracks(status, reason)
+                async with self._open_lock:
+                    for st in self._tracks:
+                        st.closed = True
+                        with contextlib.suppress(asyncio.QueueFull):  # full: the speech task is not waiting
+                            st.frames.put_nowait(_END)
+                # Speech in progress is finalised (VAD flush) and every final committed before the end.
+                work = [t for st in self._tracks for t in st.tasks[:2]]
+                late: set[asyncio.Task[None]] = set()
+                if work:
+                    _, late = await asyncio.wait(work, timeout=timeout)
+                for st in self._tracks:
+                    for t in st.tasks:
+                        t.cancel()
+                self._stop.set()
+                try:
+                    async with asyncio.timeout(max(1.0, timeout / 10)):
+                        await self._supervisor
+                except TimeoutError:  # a stage ignoring cancellation: its call still ends below
+                    log.error("call_pipeline_stuck")
+                    status, reason = "failed", "pipeline did not stop"
+                except Exception as group:  # a crashed stage fails the call; what was sealed is still closed
+                    name = type(_first_cause(group)).__name__
+                    status, reason = "failed", f"internal error in pipeline ({name})"
+                    log.error("call_pipeline_failed", error=name)
+                if late and status != "failed":
+                    # The recording is whole; speech not transcribed by the deadline is not.
+                    status, reason = "failed", f"transcription not finished within {timeout:g} s"
+                    log.error("call_finalisation_timeout", timeout_s=timeout, stages=len(late))
+            finally:
+                # Also when finish itself is cancelled: the stages stop, the recordings close, the call ends.
+                for st in self._tracks:
+                    for t in st.tasks:
+                        t.cancel()
+                self._stop.set()
+                if self._closing is None:
+                    self._closing = asyncio.ensure_future(self._close_tracks(status, reason))
+                self._summary = await asyncio.shield(self._closing)
             return self._summary
 
     async def _close_tracks(self, status: str, reason: str | None) -> CallSummary:
+        """Close every recording, store the counts and the end, all within `Engine.close_timeout()`; the
+        call leaves the engine whatever the store does (an end not stored is retried by the engine)."""
         eng = self.engine
+        end_by = time.monotonic() + eng.close_timeout()
         received = sealed = lost = utts = failed = 0
         duration = 0.0
-        for st in self._tracks:
-            dur = max(0.0, (st.last_ts + FRAME_SAMPLES) / SAMPLE_RATE)
-            duration = max(duration, dur)
-            n_sealed = 0
-            if st.sealer is not None:
-                try:
-                    await st.sealer.close()
-                except Exception as exc:  # disk full at the end: what reached the disk stays exportable
-                    self.fail_storage(exc)
-                n_sealed = st.sealer.sealed
-                if self.storage_failure is not None:
-                    # Only frames known durable count as sealed; the rest are lost (invariant 3).
-                    n_sealed = st.sealer.durable
-                    st.lost += st.sealer.sealed - n_sealed
-                    eng.metrics.frames_lost.inc(st.sealer.sealed - n_sealed)
-            try:
-                await eng.transcripts.update_track_counts(
-                    self.call_id,
-                    st.index,
-                    received=st.received,
-                    sealed=n_sealed,
-                    lost=st.lost,
-                    duration_s=dur,
-                )
-            except Exception as exc:  # the call must still end (and leave the engine) when the DB fails
-                log.error("track_counts_store_failed", error=type(exc).__name__, track=st.index)
-            received += st.received
-            sealed += n_sealed
-            lost += st.lost
-            utts += st.committed
-            failed += st.failed
-        if self.storage_failure is not None:
-            status, reason = "failed", self.storage_failure
         try:
-            await eng.transcripts.end_call(self.call_id, utc_now(), status, reason)
-        except Exception as exc:
-            log.error("end_call_store_failed", error=type(exc).__name__)
-        self._publish(None)
-        eng._forget(self)
+            for st in self._tracks:
+                dur = max(0.0, (st.last_ts + FRAME_SAMPLES) / SAMPLE_RATE)
+                duration = max(duration, dur)
+                n_sealed = 0
+                if st.sealer is not None:
+                    try:
+                        async with asyncio.timeout_at(_loop_time(end_by)):
+                            await st.sealer.close()
+                    except Exception as exc:  # disk full or too slow at the end: what reached the disk stays
+                        self.fail_storage(exc)
+                    n_sealed = st.sealer.sealed
+                    if self.storage_failure is not None:
+                        # Only frames known durable count as sealed; the rest are lost (invariant 3).
+                        n_sealed = st.sealer.durable
+                        st.lost += st.sealer.sealed - n_sealed
+                        eng.metrics.frames_lost.inc(st.sealer.sealed - n_sealed)
+                try:
+                    async with asyncio.timeout_at(_loop_time(end_by)):
+                        await eng.transcripts.update_track_counts(
+                            self.call_id,
+                            st.index,
+                            received=st.received,
+                            sealed=n_sealed,
+                            lost=st.lost,
+                            duration_s=dur,
+                        )
+                except Exception as exc:  # the call must still end (and leave the engine) when the DB fails
+                    eng.metrics.store_errors.labels("track_counts").inc()
+                    log.error("track_counts_store_failed", error=type(exc).__name__, track=st.index)
+                received += st.received
+                sealed += n_sealed
+                lost += st.lost
+                utts += st.committed
+                failed += st.failed
+            if self.storage_failure is not None:
+                status, reason = "failed", self.storage_failure
+            ended_at = utc_now()
+            try:
+                async with asyncio.timeout_at(_loop_time(end_by)):
+                    await eng.transcripts.end_call(self.call_id, ended_at, status, reason)
+            except Exception as exc:  # e.g. a full disk: retried by the engine, not left active for good
+                eng.metrics.store_errors.labels("end_call").inc()
+                log.error("end_call_store_failed", error=type(exc).__name__)
+                eng._unended[self.call_id] = (ended_at, status, reason)
+        finally:
+            self._publish(None)
+            eng._forget(self)
         eng.metrics.calls_total.labels(status).inc()
         log.info("call_ended", status=status, reason=reason, tracks=len(self._tracks), utterances=utts)
         return CallSummary(
@@ -649,6 +701,35 @@ class Call:
             failed_utterances=failed,
             duration_s=round(duration, 3),
         )
+
+
+def _loop_time(monotonic_at: float) -> float:
+    """A `time.monotonic()` instant on the running loop's clock (for asyncio.timeout_at)."""
+    return asyncio.get_running_loop().time() + (monotonic_at - time.monotonic())
+
+
+def _first_cause(exc: BaseException) -> BaseException:
+    """The first exception inside a TaskGroup's (nested) ExceptionGroup: the stage that failed."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _guarded(observer: Callable[[FinalResult], None]) -> Callable[[FinalResult], None]:
+    """An observer that raises (a replay whose stdout closed) loses its own output, never the call: the
+    final is already stored. Logged once per call, by exception type only."""
+    failed = False
+
+    def notify(result: FinalResult) -> None:
+        nonlocal failed
+        try:
+            observer(result)
+        except Exception as exc:
+            if not failed:
+                log.error("final_observer_failed", error=type(exc).__name__)
+            failed = True
+
+    return notify
 
 
 def _arrival_of(arrivals: deque[tuple[float, float]], audio_t: float) -> float | None:
@@ -691,6 +772,44 @@ class Engine:
         self.speech = SpeechPool(self.config.batch_window_s)
         self._calls: dict[str, Call] = {}
         self.on_call_ended: list[Callable[[str], None]] = []  # e.g. forget the call's escalation
+        self._deadline: float | None = None  # monotonic: every finish is over by then (drain)
+        # Calls whose end could not be stored (call_id -> ended_at, status, reason): `retry_unended` retries.
+        self._unended: dict[str, tuple[str, str, str | None]] = {}
+
+    def set_deadline(self, monotonic_at: float | None) -> None:
+        """Bound every call's finish (finalisation, closing, storing the end) to end by `monotonic_at`."""
+        self._deadline = monotonic_at
+
+    def finish_timeout(self) -> float:
+        """How long finish() may wait for finals: the configured bound, cut so closing still fits."""
+        cfg = self.config
+        if self._deadline is None:
+            return cfg.finish_timeout_s
+        left = self._deadline - time.monotonic() - min(cfg.close_timeout_s, CLOSE_RESERVE_S)
+        return max(0.0, min(cfg.finish_timeout_s, left))
+
+    def close_timeout(self) -> float:
+        """How long closing a call's recordings and storing its end may take (at least CLOSE_MIN_S)."""
+        cfg = self.config
+        if self._deadline is None:
+            return cfg.close_timeout_s
+        return max(CLOSE_MIN_S, min(cfg.close_timeout_s, self._deadline - time.monotonic()))
+
+    @property
+    def unended(self) -> int:
+        return len(self._unended)
+
+    async def retry_unended(self) -> int:
+        """Store the ends that failed (full disk, locked database); returns how many are still missing."""
+        for call_id, (ended_at, status, reason) in list(self._unended.items()):
+            try:
+                await self.transcripts.end_call(call_id, ended_at, status, reason)
+            except Exception as exc:
+                log.warning("end_call_retry_failed", call_id=call_id, error=type(exc).__name__)
+                break  # the store is still failing: the next tick tries again
+            del self._unended[call_id]
+            log.info("end_call_stored", call_id=call_id, status=status)
+        return len(self._unended)
 
     async def start_call(
         self,

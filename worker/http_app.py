@@ -20,6 +20,7 @@ from worker.app_context import AppContext
 from worker.cors import Cors
 from worker.e2ee import sframe_hook
 from worker.identity import IdentityError
+from worker.media_streams import media_streams_routes
 from worker.security import actor_of
 from worker.webrtc import Calls
 from worker.whip import STATIC, Principal, Unauthorized, demo_routes, whip_routes
@@ -215,4 +216,5 @@ def build_app(
         )
     )
     app.add_routes(api_routes(ctx))
+    media_streams_routes(app, ctx, calls)  # GET /media-streams (telephony), capacity shared with calls
     return app

@@ -5,8 +5,13 @@ Both are thin: the format is `media.recording`, the stages are `media.opus`, `me
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from media.events import PartialAudio, SpeechStarted, Utterance
 from media.frames import ASR_RATE, SAMPLE_RATE, EncodedFrame
+from media.mulaw import CHUNK_SAMPLES, MulawDecoder
+from media.mulaw import CODEC as PCMU
+from media.mulaw import RATE as PCMU_RATE
 from media.opus import OpusDecoder, OpusError
 from media.opus_tap import opus_packet_samples
 from media.recording import RecordingHeader, RecordingWriter
@@ -42,6 +47,7 @@ class TrackSealer:
         transcripts: TranscriptStore,
         recordings: RecordingStore,
         suite: int = RECORDING_SUITE,
+        codec: str = "opus",
     ) -> TrackSealer:
         base_key = new_data_key(32 if suite == CipherSuite.AES_256_GCM_SHA512_128 else 16)
         wrapped = keys.wrap(base_key, track_key_context(call_id, track))
@@ -57,6 +63,8 @@ class TrackSealer:
             call_id=call_id,
             track=track,
         )
+        if codec == PCMU:  # the recording names its payloads' codec (timestamps stay 48 kHz samples)
+            header = replace(header, codec=PCMU, sample_rate=PCMU_RATE, frame_samples=CHUNK_SAMPLES)
         writer = RecordingWriter(header, base_key)
         sink = await recordings.open_track(call_id, track)
         await sink.append(writer.header_bytes())
@@ -110,8 +118,9 @@ class TrackSpeech:
         "overlap_samples",
     )
 
-    def __init__(self, *, partials: bool = False, vad: VadConfig | None = None) -> None:
-        self._decoder = OpusDecoder()
+    def __init__(self, *, partials: bool = False, vad: VadConfig | None = None, codec: str = "opus") -> None:
+        # Media streams send G.711 mu-law, decoded to the same 48 kHz timeline as Opus (media.mulaw).
+        self._decoder = MulawDecoder() if codec == PCMU else OpusDecoder()
         self._resampler = Resampler48to16()
         # Without an interval the segmenter never cuts a PartialAudio, and `--partials true` showed nothing.
         interval = PARTIAL_INTERVAL_S if partials else None
