@@ -256,7 +256,8 @@ class Call:
 
     # -- tracks -------------------------------------------------------------------------------------------
 
-    async def open_track(self) -> Track:
+    async def open_track(self, codec: str = "opus") -> Track:
+        """The next track; `codec` is its frames' codec ("opus", or "pcmu" from media streams)."""
         async with self._open_lock:
             await self._ready.wait()
             if self._stop.is_set() or self._tg is None:
@@ -271,12 +272,13 @@ class Call:
                     keys=eng.keys,
                     transcripts=eng.transcripts,
                     recordings=eng.recordings,
+                    codec=codec,
                 )
             cfg = eng.config
             st = _TrackState(
                 index=index,
                 sealer=sealer,
-                speech=TrackSpeech(partials=cfg.partials),
+                speech=TrackSpeech(partials=cfg.partials, codec=codec),
                 frames=asyncio.Queue(maxsize=cfg.speech_queue_frames),
                 utterances=asyncio.Queue(maxsize=cfg.utterance_queue),
             )
@@ -820,6 +822,7 @@ class Engine:
         variables: Mapping[str, str] | None = None,
         call_id: str | None = None,
         on_final: Callable[[FinalResult], None] | None = None,
+        external_id: str | None = None,
     ) -> Call:
         info = CallInfo(
             call_id=call_id or safe_hex_id(),
@@ -827,6 +830,7 @@ class Engine:
             source=source,
             started_at=utc_now(),
             fixture=fixture,
+            external_id=external_id,
         )
         settings = await self.transcripts.get_settings(info.org_id)
         await self.transcripts.create_call(info)
