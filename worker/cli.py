@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--kid", type=int, default=1, help="SFrame key id")
     c.add_argument("--suite", type=int, default=4, help="SFrame cipher suite (4 = AES_128_GCM_SHA256_128)")
     c.add_argument(
+        "--counter-dir",
+        default=None,
+        help="where SFrame counters persist across runs (env CONVERSE_SFRAME_COUNTER_DIR; default "
+        "<CONVERSE_DATA_DIR>/sframe-counters, else ~/.local/state/converse-worker/sframe-counters)",
+    )
+    c.add_argument(
         "--media-streams", default=None, metavar="WS_URL", help="stream as a telephony provider (mu-law)"
     )
 

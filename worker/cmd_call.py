@@ -10,21 +10,53 @@ import json
 import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from media.fixtures import FixtureError, load_fixture
 from media.sframe import SFrameError, suite_params
+from media.sframe_session import CounterStore, SFrameSender
+from storage.counters import FileCounterStore
 from worker.call_client import FrameProtector, WhipClientError, run_call, whip_endpoint
 from worker.cli import CommandError
 from worker.e2ee import MAX_KEY_BYTES, MIN_KEY_BYTES
 from worker.whip import VARIABLES_HEADER
 
 SFRAME_KEY_ENV = "CONVERSE_SFRAME_KEY"  # keeps the key off the command line (and out of `ps`)
+COUNTER_DIR_ENV = "CONVERSE_SFRAME_COUNTER_DIR"
 
 
-def sframe_protector(key_text: str | None, kid: int, suite: int) -> FrameProtector | None:
-    """`--sframe-key` (base64url, or $CONVERSE_SFRAME_KEY), `--kid`, `--suite` -> a protector, or None.
-    Error messages never quote the key."""
+def counter_dir(flag: str | None) -> Path:
+    """Where `call` keeps its SFrame counter marks: `--counter-dir`, else $CONVERSE_SFRAME_COUNTER_DIR,
+    else `<CONVERSE_DATA_DIR>/sframe-counters`, else `~/.local/state/converse-worker/sframe-counters`."""
+    chosen = flag or os.environ.get(COUNTER_DIR_ENV)
+    if chosen:
+        return Path(chosen)
+    data_dir = os.environ.get("CONVERSE_DATA_DIR")
+    if data_dir:
+        return Path(data_dir) / "sframe-counters"
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "converse-worker" / "sframe-counters"
+
+
+class DurableFrameProtector(FrameProtector):
+    """A `FrameProtector` whose CTRs continue across runs: each (key, KID) keeps its high-water mark in a
+    `FileCounterStore` (a 0600 file named by an HMAC of the key, never the key), reserved before use, so the
+    same `--sframe-key` never reuses a (key, KID, CTR) however often `call` runs, crashes included."""
+
+    def __init__(self, suite: int, key: bytes, kid: int, *, counters: CounterStore) -> None:
+        self._counters = counters
+        super().__init__(suite, key, kid)
+
+    def _new_sender(self, kid: int, key: bytes) -> SFrameSender:
+        return SFrameSender(self.suite, key, kid, counter_store=self._counters)
+
+
+def sframe_protector(
+    key_text: str | None, kid: int, suite: int, counters: CounterStore | None = None
+) -> FrameProtector | None:
+    """`--sframe-key` (base64url, or $CONVERSE_SFRAME_KEY), `--kid`, `--suite` -> a protector (its CTRs
+    persisted in `counters`), or None. Error messages never quote the key."""
     if not key_text:
         return None
     try:
@@ -40,7 +72,9 @@ def sframe_protector(key_text: str | None, kid: int, suite: int) -> FrameProtect
         raise CommandError("--sframe-key is not base64url") from None
     if not MIN_KEY_BYTES <= len(key) <= MAX_KEY_BYTES:
         raise CommandError(f"--sframe-key must decode to {MIN_KEY_BYTES}-{MAX_KEY_BYTES} bytes")
-    return FrameProtector(suite, key, kid)
+    if counters is None:
+        return FrameProtector(suite, key, kid)
+    return DurableFrameProtector(suite, key, kid, counters=counters)
 
 
 async def _transcript(url: str, call_id: str, token: str) -> list[dict[str, Any]] | None:
@@ -86,9 +120,10 @@ async def run(args: argparse.Namespace) -> int:
         fixture = await asyncio.to_thread(load_fixture, args.fixture)
     except FixtureError as exc:
         raise CommandError(str(exc)) from None
-    protector = sframe_protector(
-        args.sframe_key or os.environ.get(SFRAME_KEY_ENV), int(args.kid), int(args.suite)
-    )
+    key_text = args.sframe_key or os.environ.get(SFRAME_KEY_ENV)
+    chosen = getattr(args, "counter_dir", None)
+    counters = FileCounterStore(counter_dir(chosen)) if key_text else None
+    protector = sframe_protector(key_text, int(args.kid), int(args.suite), counters)
     loopback = os.environ.get("CONVERSE_LOOPBACK_ONLY", "").lower() in ("1", "true", "yes")
     try:
         result = await run_call(
