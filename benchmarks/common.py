@@ -243,7 +243,7 @@ async def push_call(engine: Any, rec: CallRecord) -> None:
     def on_final(r: Any) -> None:
         rec.finals.append(
             {"start": r.start, "end": r.end, "text": r.text, "time_to_final": r.time_to_final,
-             "mono": time.monotonic()}
+             "held": r.held, "mono": time.monotonic()}
         )  # fmt: skip
 
     fixture = rec.bench.fixture

@@ -13,6 +13,11 @@ utterances: at ~1 s of CPU each the baseline's distribution is plain from fewer,
 under 10 minutes). `--parallel` runs both children side by side over all calls instead (each is then one
 call beside one other; on a 2-core box the padded child's CPU slows the short one).
 
+The hold (redact.hold: a final that may end inside an entity waits up to 2 s for the next one, to be
+redacted joined to it) is on, as in production; a third child replays the same calls with the short
+window and the hold off (`hold_s=0`), so the cost of the hold is read in one run: the fraction of finals
+held and time to final p50/p95 with and without it (goal: p50 worse by at most HOLD_P50_BUDGET).
+
 Also reported per mode: the engine's own time_to_final (from the VAD's end of voice), the corpus WER of
 the finals against the spoken text, utterances with no final, finals over silence, and CPU seconds per
 utterance. Prints human lines; the last line is one JSON object. Writes benchmarks/results/latency.json
@@ -54,10 +59,15 @@ CALLS = 10  # all bench calls: 107 utterances (short window)
 PADDED_CALLS = 2  # the shortest bench calls: 20 utterances, ~83 s (padded baseline)
 QUICK_CALLS, QUICK_SECONDS = 2, 15.0
 TARGET_P50, TARGET_P95 = 0.8, 1.2  # issue 5, one call
+HOLD_P50_BUDGET = 0.05  # issue 14: the hold may add at most this to p50
+# (result key, ASR mode, hold on): the short window with and without the hold, and the padded baseline.
+RUNS = (("short", "short", True), ("short_no_hold", "short", False), ("padded", "padded", True))
 
 
-async def run_mode(mode: str, quick: bool, encode_live: bool, calls_n: int) -> dict[str, Any]:
+async def run_mode(mode: str, quick: bool, encode_live: bool, calls_n: int, hold: bool) -> dict[str, Any]:
     """Child process: replay the calls one at a time in this ASR mode; per-utterance figures."""
+    import dataclasses
+
     if quick:
         calls = load_bench(QUICK_CALLS, QUICK_SECONDS)
     else:
@@ -65,6 +75,8 @@ async def run_mode(mode: str, quick: bool, encode_live: bool, calls_n: int) -> d
         if calls_n < len(calls):  # the shortest ones
             calls = sorted(calls, key=lambda c: c.fixture.duration)[:calls_n]
     async with bench_engine(mode) as engine:
+        if not hold:  # read per call (worker.engine._final_task), so replacing the config is enough
+            engine.config = dataclasses.replace(engine.config, hold_s=0.0)
         await warm_up(engine)
         cpu0, wall0 = cpu_seconds(), time.monotonic()
         records = []
@@ -77,8 +89,12 @@ async def run_mode(mode: str, quick: bool, encode_live: bool, calls_n: int) -> d
         found, extra = match(rec)
         utts += found
         spurious += extra
+    finals = [f for r in records for f in r.finals]
     return {
         "mode": mode,
+        "hold_s": engine.config.hold_s,
+        "held_finals": sum(bool(f.get("held")) for f in finals),
+        "held_fraction": round(sum(bool(f.get("held")) for f in finals) / max(1, len(finals)), 4),
         "calls": [c.fixture.name for c in calls],
         "ttf": [round(u.ttf, 4) for u in utts if u.ttf is not None],
         "ttf_engine": [u.ttf_engine for u in utts if u.ttf_engine is not None],
@@ -102,19 +118,19 @@ def run_children(quick: bool, parallel: bool, encode_live: bool) -> dict[str, di
     cmd += (["--quick"] if quick else []) + (["--encode-live"] if encode_live else [])
     procs: dict[str, subprocess.Popen[str]] = {}
     out: dict[str, dict[str, Any]] = {}
-    for mode in MODES:
+    for key, mode, hold in RUNS:
         n = CALLS if parallel or mode == "short" else PADDED_CALLS
-        procs[mode] = subprocess.Popen(
-            [*cmd, "--child", mode, "--calls", str(n)],
+        procs[key] = subprocess.Popen(
+            [*cmd, "--child", mode, "--calls", str(n), *([] if hold else ["--no-hold"])],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
         )
         if not parallel:
-            out[mode] = _collect(mode, procs[mode])
-    for mode, proc in procs.items():
-        if mode not in out:
-            out[mode] = _collect(mode, proc)
+            out[key] = _collect(key, procs[key])
+    for key, proc in procs.items():
+        if key not in out:
+            out[key] = _collect(key, proc)
     return out
 
 
@@ -130,7 +146,7 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> str:
     if plt is None:
         return "matplotlib not installed: PNG skipped"
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for mode, color in (("short", "tab:blue"), ("padded", "tab:orange")):
+    for mode, color in (("short", "tab:blue"), ("short_no_hold", "tab:green"), ("padded", "tab:orange")):
         xs = sorted(results[mode]["ttf"])
         if not xs:
             continue
@@ -151,6 +167,24 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> str:
     return f"wrote {path}"
 
 
+def hold_summary(with_hold: dict[str, Any], without: dict[str, Any]) -> dict[str, Any]:
+    """The hold's cost: finals held, and p50/p95 of the same calls with and without it."""
+    a, b = with_hold["stats"], without["stats"]
+    delta = None if a["p50"] is None or b["p50"] is None else round(a["p50"] - b["p50"], 4)
+    return {
+        "finals": with_hold["finals"],
+        "held_finals": with_hold["held_finals"],
+        "held_fraction": with_hold["held_fraction"],
+        "p50_with": a["p50"],
+        "p50_without": b["p50"],
+        "p95_with": a["p95"],
+        "p95_without": b["p95"],
+        "p50_delta": delta,
+        "p50_budget": HOLD_P50_BUDGET,
+        "p50_met": delta is not None and delta <= HOLD_P50_BUDGET,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 calls cut to ~15 s: checks the script works")
@@ -161,9 +195,11 @@ def main() -> None:
     )
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--calls", type=int, default=CALLS, help=argparse.SUPPRESS)
+    parser.add_argument("--no-hold", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(asyncio.run(run_mode(args.child, args.quick, args.encode_live, args.calls))))
+        result = run_mode(args.child, args.quick, args.encode_live, args.calls, not args.no_hold)
+        print(json.dumps(asyncio.run(result)))
         return
 
     info = machine()
@@ -177,10 +213,10 @@ def main() -> None:
     parts = [results["short"]["wer_by_call"][k] for k in same if k in results["short"]["wer_by_call"]]
     errors, words = sum(e for e, _ in parts), sum(w for _, w in parts)
     results["short"]["wer_on_padded_calls"] = round(errors / max(1, words), 4)
-    for mode in MODES:
-        r, s = results[mode], results[mode]["stats"]
+    for mode, r in results.items():
+        s = r["stats"]
         print(
-            f"{mode:6s}: {s['n']} utterances, time to final p50 {s['p50']} s, p95 {s['p95']} s, "
+            f"{mode:13s}: {s['n']} utterances, time to final p50 {s['p50']} s, p95 {s['p95']} s, "
             f"p99 {s['p99']} s (engine VAD-based p50 {r['stats_engine']['p50']} s); WER {r['wer']:.2%}; "
             f"missed {r['missed']}, finals over silence {r['spurious_finals']}, "
             f"frames lost {r['frames_lost']}; "
@@ -204,6 +240,13 @@ def main() -> None:
         f"short-window p50 is {ratio}x faster than padded; "
         f"targets p50 < {TARGET_P50} s and p95 < {TARGET_P95} s: {verdict}"
     )
+    hold = hold_summary(results["short"], results["short_no_hold"])
+    print(
+        f"hold: {hold['held_finals']} of {hold['finals']} finals held ({hold['held_fraction']:.1%}); "
+        f"time to final with / without: p50 {hold['p50_with']} / {hold['p50_without']} s "
+        f"(+{hold['p50_delta']} s, budget {HOLD_P50_BUDGET} s: {'met' if hold['p50_met'] else 'NOT met'}), "
+        f"p95 {hold['p95_with']} / {hold['p95_without']} s"
+    )
     info["loadavg_at_end"] = loadavg()
     summary = {
         "benchmark": "latency",
@@ -214,10 +257,12 @@ def main() -> None:
         "wall_s": round(time.monotonic() - t0, 1),
         "targets": {"p50": TARGET_P50, "p95": TARGET_P95, "met": ok},
         "p50_ratio_padded_over_short": ratio,
+        "hold": hold,
         **{
-            mode: {k: v for k, v in results[mode].items() if k not in ("ttf", "ttf_engine")} for mode in MODES
+            mode: {k: v for k, v in r.items() if k not in ("ttf", "ttf_engine")}
+            for mode, r in results.items()
         },
-        "samples": {mode: results[mode]["ttf"] for mode in MODES},
+        "samples": {mode: r["ttf"] for mode, r in results.items()},
     }
     name = "latency_quick" if args.quick else "latency"
     write_json(args.out, name, summary)
