@@ -500,6 +500,8 @@ async def test_call_command_sends_protected_audio(
         sframe_key=b64url(KEY_A),
         kid=7,
         suite=4,
+        counter_dir=str(tmp_path / "ctr"),
+        media_streams=False,
     )
     assert await cmd_call.run(args) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
