@@ -9,12 +9,18 @@ import asyncio
 import collections
 import dataclasses
 import os
+import queue
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from media.events import Transcript
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class AsrError(Exception):
@@ -35,6 +41,45 @@ class AsrStats:
     shed_partials: int
     failed: int
     completed: int
+    hung: int = 0  # running past `hang_after_s`
+
+
+class DaemonPool(Executor):
+    """A fixed pool of daemon threads. A model call stuck in native code cannot be interrupted, and
+    ThreadPoolExecutor joins its threads at interpreter exit, so one hung call would hold the process up
+    for good; these threads never do (their work is abandoned at exit, like a SIGKILL's)."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True) for i in range(workers)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        fut: Future[T] = Future()
+        self._queue.put((fut, lambda: fn(*args, **kwargs)))
+        return fut
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            fut, call = item
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                result = call()
+            except BaseException as exc:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(result)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        if wait:
+            for t in self._threads:
+                t.join()
 
 
 @dataclass(slots=True, eq=False)
@@ -44,6 +89,7 @@ class _Job:
     partial: bool
     future: asyncio.Future[Transcript | None]
     submitted: float = dataclasses.field(default_factory=time.monotonic)
+    started: float = 0.0  # monotonic, when a worker took it
 
 
 class AsrScheduler:
@@ -58,6 +104,10 @@ class AsrScheduler:
       (the oldest goes). A shed partial's future resolves to None and counts in `shed_partials`.
     - Finals are never dropped: each call may have `max_finals_per_call` finals queued or running;
       `submit_final` beyond that waits (backpressure on that call's pipeline), so queues stay bounded.
+    - A model call cannot be interrupted: one running past `hang_after_s` counts as hung (`hung()`, the
+      `converse_asr_hung_workers` metric, /readyz degraded once every worker is hung) and keeps its worker
+      until it returns; the workers are daemon threads and `aclose(timeout_s)` is bounded, so a hung model
+      never holds up shutdown.
     """
 
     def __init__(
@@ -67,13 +117,15 @@ class AsrScheduler:
         workers: int | None = None,
         max_finals_per_call: int = 4,
         max_partials: int | None = None,
+        hang_after_s: float = 60.0,
     ) -> None:
         self._transcriber = transcriber
         self.workers = workers or os.cpu_count() or 1
         self._partial_slots = max(1, self.workers - 1)
         self._max_partials = max_partials if max_partials is not None else self.workers * 2
         self._max_finals = max_finals_per_call
-        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="asr")
+        self.hang_after_s = hang_after_s
+        self._executor = DaemonPool(self.workers, "asr")
         self._finals: collections.deque[_Job] = collections.deque()
         self._partials: dict[str, _Job] = {}  # insertion order = submission order
         self._finals_held: dict[str, int] = {}  # per call: finals queued or running (entry gone at 0)
@@ -141,17 +193,38 @@ class AsrScheduler:
             shed_partials=self._shed,
             failed=self._failed,
             completed=self._completed,
+            hung=self.hung(),
         )
 
-    async def aclose(self) -> None:
-        """Stop taking work, shed queued partials, finish queued and running finals, stop the threads."""
+    def hung(self, now: float | None = None) -> int:
+        """Model calls running longer than `hang_after_s` (each holds a worker until it returns)."""
+        limit = (time.monotonic() if now is None else now) - self.hang_after_s
+        return sum(1 for job in self._running if job.started <= limit)
+
+    @property
+    def exhausted(self) -> bool:
+        """Every worker is stuck in a hung model call: no final can be transcribed."""
+        return self.hung() >= self.workers
+
+    async def aclose(self, timeout_s: float | None = None) -> None:
+        """Stop taking work, shed queued partials, finish queued and running finals, stop the threads.
+        After `timeout_s` the finals still queued or running fail (AsrError) and hung threads are left
+        behind (daemon threads: they do not hold up exit)."""
         self._closed = True
         for job in list(self._partials.values()):
             self._shed_job(job)
         self._partials.clear()
-        while self._finals or self._running:
-            self._idle.clear()
-            await self._idle.wait()
+        try:
+            async with asyncio.timeout(timeout_s):
+                while self._finals or self._running:
+                    self._idle.clear()
+                    await self._idle.wait()
+        except TimeoutError:
+            left = list(self._finals) + list(self._running)
+            self._finals.clear()
+            for job in left:
+                if not job.future.done():
+                    job.future.set_exception(AsrError(f"scheduler closed (call {job.call_key})"))
         self._executor.shutdown(wait=False)
 
     async def _acquire(self, call_key: str) -> None:
@@ -193,6 +266,7 @@ class AsrScheduler:
             else:
                 break
             self._running.add(job)
+            job.started = time.monotonic()
             work = loop.run_in_executor(self._executor, self._run, job.pcm, job.partial)
             work.add_done_callback(lambda w, job=job: self._done(job, w))  # type: ignore[misc]
         if not self._running and not self._finals:

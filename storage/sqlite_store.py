@@ -223,7 +223,7 @@ class LocalTranscriptStore:
                 self._conn = None
 
         await asyncio.get_running_loop().run_in_executor(self._executor, _close)
-        self._executor.shutdown(wait=False)
+        self._executor.shutdown(wait=False, cancel_futures=True)  # nothing queued holds up the exit
 
     # calls --------------------------------------------------------------------------------------------
     async def create_call(self, call: CallInfo) -> None:

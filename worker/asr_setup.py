@@ -18,9 +18,12 @@ log = structlog.get_logger("worker.asr")
 
 @asynccontextmanager
 async def build_asr(
-    args: argparse.Namespace, on_model: Callable[[str, str], None] | None = None
+    args: argparse.Namespace,
+    on_model: Callable[[str, str], None] | None = None,
+    close_timeout: Callable[[], float | None] = lambda: None,
 ) -> AsyncIterator[AsrScheduler]:
-    """`on_model(name, compute_type)` is told which model was loaded (catalogue name or `custom`)."""
+    """`on_model(name, compute_type)` is told which model was loaded (catalogue name or `custom`). On exit
+    the scheduler gets `close_timeout()` seconds to finish its finals (None: no bound; a drain bounds it)."""
     threads = asr_threads(args)
     mode = getattr(args, "asr_mode", "short") or "short"
     if mode not in ("short", "padded"):
@@ -60,4 +63,4 @@ async def build_asr(
     try:
         yield scheduler
     finally:
-        await scheduler.aclose()
+        await scheduler.aclose(close_timeout())

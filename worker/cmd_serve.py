@@ -13,9 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import random
 import signal
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,10 +26,20 @@ import structlog
 from aiohttp import web
 from aiortc import RTCIceServer
 
+from media.asr_sched import AsrScheduler
 from storage.retention import MAX_CALL, run_retention
 from worker.app_context import AppContext
 from worker.asr_setup import build_asr
 from worker.config import http_settings, kek_path
+from worker.drain import (
+    ASR_RESERVE_S,
+    CALLS_RESERVE_S,
+    CHECKPOINT_RESERVE_S,
+    ENGINE_RESERVE_S,
+    EXIT_GRACE_S,
+    TEARDOWN_RESERVE_S,
+    DrainBudget,
+)
 from worker.engine import Engine, EngineConfig
 from worker.http_app import build_app
 from worker.metrics import Metrics
@@ -39,7 +52,8 @@ log = structlog.get_logger("worker.serve")
 CHECKPOINT_TICK_S = 15.0  # how often the pod asks whether an audit checkpoint is due
 CHECKPOINT_EVERY_N = 100  # ... it is due after this many entries
 CHECKPOINT_EVERY_S = 60.0  # ... or this many seconds with entries pending
-FINAL_CHECKPOINT_TIMEOUT_S = 15.0  # the checkpoint on shutdown gives up after this long
+FINAL_CHECKPOINT_TIMEOUT_S = 15.0  # the checkpoint on shutdown gives up after this long (and at the budget)
+UNENDED_TICK_S = 15.0  # how often call ends that could not be stored are retried
 
 
 def _flag(value: str | None) -> bool:
@@ -114,10 +128,33 @@ async def audit_checkpointer(sec: Security, tick_s: float = CHECKPOINT_TICK_S) -
             log.warning("audit_checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
 
 
-def readiness(rt: Runtime) -> tuple[bool, str]:
+def readiness(rt: Runtime, asr: AsrScheduler | None = None) -> tuple[bool, str]:
     if rt.stores.degraded:
         return False, "storage degraded: spooling writes until the database or object store is back"
+    if asr is not None and asr.exhausted:
+        return False, f"asr degraded: all {asr.workers} workers stuck in model calls"
     return True, "ok"
+
+
+async def unended_retrier(engine: Engine, tick_s: float = UNENDED_TICK_S) -> None:
+    """Store call ends that failed (full disk, locked database) once the store takes writes again."""
+    while True:
+        await asyncio.sleep(tick_s)
+        if engine.unended:
+            await engine.retry_unended()
+
+
+def _exit_watchdog(at: float) -> None:
+    """Exit by force at `at` (monotonic) if the process is still alive: every wait after SIGTERM is
+    bounded, but a thread stuck in native code (a hung model, a locked database) can still hold up exit."""
+
+    def watch() -> None:
+        time.sleep(max(0.0, at - time.monotonic()))
+        log.error("exit_forced", after_s=round(at, 1))
+        sys.stderr.flush()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-watchdog", daemon=True).start()
 
 
 async def _stop_tasks(tasks: list[asyncio.Task[None]]) -> None:
@@ -129,11 +166,19 @@ async def _stop_tasks(tasks: list[asyncio.Task[None]]) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
+    budget: DrainBudget | None = None  # set on SIGTERM: every wait from then on is cut to it
+
+    def left(reserve: float, cap: float | None = None) -> float | None:
+        if budget is None:
+            return cap
+        bounded = budget.left(time.monotonic(), reserve)
+        return bounded if cap is None else min(cap, bounded)
+
     host, port = args.http_host, int(args.http_port)
     wcfg = webrtc_config(args)
     cors_origins = http_settings(args)  # also declares --variable-names
     batch_s = speech_batch_seconds(args.speech_batch_seconds)
-    async with open_runtime(args) as rt:
+    async with open_runtime(args, close_timeout=lambda: left(0.0)) as rt:
         sec = open_security(
             Path(args.data_dir),
             kek_path(args.kek_file),
@@ -150,7 +195,9 @@ async def run(args: argparse.Namespace) -> int:
         if interval > 0:
             housekeeping.append(asyncio.create_task(retention_sweeper(rt, sec, interval)))
         try:
-            async with build_asr(args, on_model=metrics.set_asr_model) as asr:
+            asr_close = lambda: left(ASR_RESERVE_S)  # noqa: E731 - read at exit, after the budget is set
+            async with build_asr(args, on_model=metrics.set_asr_model, close_timeout=asr_close) as asr:
+                metrics.asr_hung.set_function(lambda: float(asr.hung()))
                 engine = Engine(
                     transcripts=rt.stores.transcripts,
                     recordings=rt.stores.recordings,
@@ -171,9 +218,10 @@ async def run(args: argparse.Namespace) -> int:
                         security=sec,
                         engine=engine,
                         metrics=metrics,
-                        readiness=lambda: readiness(rt),
+                        readiness=lambda: readiness(rt, asr),
                     )
                     engine.on_call_ended.append(ctx.escalations.forget)
+                    housekeeping.append(asyncio.create_task(unended_retrier(engine)))
                     app = build_app(ctx, calls, cors_origins=cors_origins)
                     runner = web.AppRunner(app, handle_signals=False, access_log=None)
                     await runner.setup()
@@ -194,17 +242,35 @@ async def run(args: argparse.Namespace) -> int:
                             loop.add_signal_handler(sig, stop.set)
                         await stop.wait()
                         deadline = float(args.drain_seconds)
+                        budget = DrainBudget(time.monotonic(), deadline)
+                        _exit_watchdog(budget.done_at + EXIT_GRACE_S)
+                        engine.set_deadline(budget.at(ENGINE_RESERVE_S))
                         log.info("draining", active_calls=len(calls), deadline_s=deadline)
-                        await calls.drain(deadline)
+                        await calls.drain(
+                            deadline,
+                            teardown_by=budget.at(TEARDOWN_RESERVE_S),
+                            finish_by=budget.at(CALLS_RESERVE_S),
+                        )
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(left(ASR_RESERVE_S)):
+                                await engine.retry_unended()
                     finally:
-                        await runner.cleanup()
+                        try:
+                            async with asyncio.timeout(left(ASR_RESERVE_S)):
+                                await runner.cleanup()
+                        except TimeoutError:
+                            log.warning("http_cleanup_timeout")
         finally:
             await _stop_tasks(housekeeping)
             try:  # sign what this pod wrote since the last checkpoint
-                async with asyncio.timeout(FINAL_CHECKPOINT_TIMEOUT_S):
+                async with asyncio.timeout(left(CHECKPOINT_RESERVE_S, FINAL_CHECKPOINT_TIMEOUT_S)):
                     await sec.audit.maybe_checkpoint(every_n=1, every_s=0.0)
             except Exception as exc:  # TimeoutError included: a store down at exit must not hold it up
                 log.warning("audit_checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
-            await sec.close()
+            try:
+                async with asyncio.timeout(left(CHECKPOINT_RESERVE_S)):
+                    await sec.close()
+            except TimeoutError:
+                log.warning("security_close_timeout")
     log.info("stopped")
     return 0

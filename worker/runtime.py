@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import structlog
 
 from storage.factory import Stores, open_stores
 from storage.keys import LocalKeyFile
 from storage.protocols import KeyProvider
 from worker.config import kek_path
+
+log = structlog.get_logger("worker.runtime")
 
 
 @dataclass(slots=True)
@@ -23,7 +28,11 @@ class Runtime:
 
 
 @asynccontextmanager
-async def open_runtime(args: argparse.Namespace) -> AsyncIterator[Runtime]:
+async def open_runtime(
+    args: argparse.Namespace, close_timeout: Callable[[], float | None] = lambda: None
+) -> AsyncIterator[Runtime]:
+    """The stores and keys; on exit the stores get `close_timeout()` seconds to close (None: no bound;
+    `serve` bounds it by its drain budget: a spool or a slow database must not hold up the exit)."""
     data_dir = Path(args.data_dir)
     keys = LocalKeyFile(kek_path(args.kek_file))
     scale_out = bool(args.database_url or args.object_store_url)
@@ -38,7 +47,11 @@ async def open_runtime(args: argparse.Namespace) -> AsyncIterator[Runtime]:
     try:
         yield Runtime(data_dir=data_dir, stores=stores, keys=keys)
     finally:
-        await stores.close()
+        try:
+            async with asyncio.timeout(close_timeout()):
+                await stores.close()
+        except TimeoutError:
+            log.warning("stores_close_timeout")
 
 
 def asr_threads(args: argparse.Namespace) -> int:

@@ -220,6 +220,7 @@ class _Track:
 
 
 HANGUP = "client hung up"  # the reason a WHIP DELETE gives
+DRAIN_CANCEL_WAIT_S = 1.0  # a call cancelled at the drain deadline gets this long to finish
 
 
 @dataclass(slots=True)
@@ -243,6 +244,13 @@ class Call:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     _task: asyncio.Task[None] | None = None
+    finish_by: float | None = None  # a drain's deadline (clock time): teardown waits are cut to it
+
+    def _bounded(self, wait_s: float) -> float:
+        """`wait_s`, cut so it is over by `finish_by`."""
+        if self.finish_by is None:
+            return wait_s
+        return max(0.0, min(wait_s, self.finish_by - self.clock()))
 
     def end(self, status: str = "ended", reason: str | None = None) -> None:
         """Ask the call to end (the first reason wins); it tears down and finishes in its own task."""
@@ -305,10 +313,10 @@ class Call:
             await self.pc.close()
             # A call that never connected has no receiver to wait for: no frame can have arrived.
             teardown = self.config.teardown_timeout_s if self.connected.is_set() else 0.0
-            _, stuck = await asyncio.wait(drainers, timeout=teardown)
+            _, stuck = await asyncio.wait(drainers, timeout=self._bounded(teardown))
             for task in stuck:  # a receiver that never started has no decoder thread to end its track
                 task.cancel()
-            _, stuck = await asyncio.wait(pumps, timeout=self.config.flush_timeout_s)
+            _, stuck = await asyncio.wait(pumps, timeout=self._bounded(self.config.flush_timeout_s))
             for task in stuck:
                 task.cancel()
         return status, reason
@@ -655,14 +663,31 @@ class Calls:
                 await asyncio.wait_for(self._changed.wait(), remaining)
         return True
 
-    async def drain(self, deadline_s: float) -> None:
+    async def drain(
+        self, deadline_s: float, *, teardown_by: float | None = None, finish_by: float | None = None
+    ) -> None:
         """Refuse new calls, let active ones run until `deadline_s`, then end them; return when all are
-        finished (each call's teardown is bounded by teardown_timeout_s + flush_timeout_s)."""
+        finished. Each call's teardown is bounded by teardown_timeout_s + flush_timeout_s, and by
+        `teardown_by` (clock time) when given; a call still running at `finish_by` is cancelled (it still
+        closes its recordings, within the engine's own deadline, `Engine.set_deadline`)."""
         self._draining = True
-        if not await self._wait_idle(deadline_s):
-            for call in list(self._calls.values()):
-                call.end("ended", "server draining")
+        for call in list(self._calls.values()):  # calls ending on their own during the drain too
+            call.finish_by = teardown_by
+        if await self._wait_idle(deadline_s):
+            return
+        for call in list(self._calls.values()):
+            call.finish_by = teardown_by
+            call.end("ended", "server draining")
+        if finish_by is None:
             await self._wait_idle(None)
+            return
+        if not await self._wait_idle(max(0.0, finish_by - self.clock())):
+            stuck = list(self._calls.values())
+            log.warning("drain_cancelling_calls", calls=len(stuck))
+            for call in stuck:
+                if call._task is not None:
+                    call._task.cancel()
+            await self._wait_idle(DRAIN_CANCEL_WAIT_S)
 
     async def close(self) -> None:
         """End every call now (as a drain with no grace period)."""
