@@ -83,6 +83,10 @@ class Call:
 
 
 def _spoken_digits(digits: str, rng: random.Random) -> str:
+    """A digit group as a caller reads it: word by word (with "oh" for zero, commas between), or as the
+    digits themselves, which the synthesizers read one by one and the ASR hears best (RECIPES.md)."""
+    if rng.random() < 0.4:
+        return " ".join(digits)
     words = [("oh" if d == "0" and rng.random() < 0.5 else DIGIT_WORDS[int(d)]) for d in digits]
     return ", ".join(words) if rng.random() < 0.5 else " ".join(words)
 
@@ -141,7 +145,7 @@ def make_call(i: int, rng: random.Random) -> Call:
         turns=[],
         voices=voices,
         wpm=[rng.randrange(125, 166, 5) for _ in range(2)],
-        noise_db=rng.choice([None, None, -38.0, -32.0]),
+        noise_db=rng.choice([None, None, -48.0, -42.0]),
         phone_band=rng.random() < 0.3,
     )
     patient = 1 if two_tracks else 0
@@ -239,7 +243,10 @@ def render(call: Call, out: Path, rng: random.Random, tmp: Path) -> None:
     t = 0.5
     for turn in call.turns:
         for j, part in enumerate(turn.parts):
-            pcm = synth(call.voices[turn.track], call.wpm[turn.track], part, tmp)
+            wpm = call.wpm[turn.track]
+            if len(turn.parts) > 1 or "[" in turn.ideal:
+                wpm = wpm * 5 // 6  # callers read numbers and addresses out slowly
+            pcm = synth(call.voices[turn.track], wpm, part, tmp)
             pieces.append((turn.track, t, pcm))
             t += len(pcm) / RATE + (rng.uniform(*PAUSE_S) if j < len(turn.parts) - 1 else 0.0)
         t += rng.uniform(*GAP_S)
