@@ -144,6 +144,30 @@ def local_start(text: str, at: int) -> int:
     return at
 
 
+# A webmail domain is part of an address wherever it stands ("weren't yahoo.com", "that protonmail.com":
+# the ASR garbled the rest); no clinic sends a caller to such a site.
+_WEBMAIL_RE = re.compile(
+    rf"(?<![\w.@-])(?:{_PROVIDERS}|e\s?mail)(?:\s+dot\s+|\.)(?:com|net)\b(?![.@-]\w|/)", re.IGNORECASE
+)
+WEBMAIL_HINT_RE = re.compile(r"(?<!\[e)mail|yahoo|outlook|aol|cloud|comcast")  # lower case; not "[EMAIL]"
+
+
+_SAID_AT_RE = re.compile(r"(?<![\w'])(at|that|and)\s+$", re.IGNORECASE)
+
+
+def _webmail(text: str, spans: list[Span]) -> None:
+    """Add, in place, spans for webmail domains no address took, with the words before them that
+    `local_start` reads as a local part."""
+    for m in _WEBMAIL_RE.finditer(text):
+        if any(s.start < m.end() and m.start() < s.end for s in spans):
+            continue
+        start = m.start()
+        # The word before may be the address's "at" as tiny.en writes it ("sam.re that email.com").
+        said_at = _SAID_AT_RE.search(text, max(0, start - 6), start)
+        at = said_at.start(1) if said_at is not None else start
+        spans.append(Span(min(local_start(text, at), start), m.end(), "EMAIL"))
+
+
 def find_emails(text: str) -> list[Span]:
     spans = [Span(m.start(), m.end(), "EMAIL") for m in _LITERAL_RE.finditer(text)] if "@" in text else []
     for at in _AT_RE.finditer(text):
@@ -154,6 +178,8 @@ def find_emails(text: str) -> list[Span]:
         if start == at.start():
             continue  # "pay at portal.example.com": no local part, a URL
         spans.append(Span(start, domain.end(), "EMAIL"))
+    if WEBMAIL_HINT_RE.search(text.lower()):
+        _webmail(text, spans)
     spans.sort(key=lambda s: s.start)
     return spans
 

@@ -63,6 +63,14 @@ def _stays(text: str, g: Group) -> bool:
     return _LAST_DIGITS_RE.search(text, max(0, g.start - 30), g.start) is not None
 
 
+def _linked(a: Group, b: Group) -> bool:
+    """Whether `b` continues the run `a` is in: a comma or filler between, or a sentence end between
+    groups of 2-4 digits (the ASR split a number it heard in pauses: "5.5. 4.3.2. 1.0.8")."""
+    if a.link is Link.LOOSE:
+        return True
+    return a.link is Link.SENTENCE and 2 <= len(a.digits) <= 4 and 2 <= len(b.digits) <= 4
+
+
 def _tail_of(text: str, start: int, spans: list[Span]) -> int | None:
     """Index of the phone or card span that ends just before `start`, a comma or filler between."""
     for i, sp in enumerate(spans):
@@ -142,7 +150,7 @@ def fail_closed(text: str, groups: list[Group], spans: list[Span], cues: list[tu
             k += 1
             continue
         last = k
-        while last + 1 < n and parts[last].link is Link.LOOSE and not _stays(text, parts[last + 1]):
+        while last + 1 < n and _linked(parts[last], parts[last + 1]) and not _stays(text, parts[last + 1]):
             last += 1
         run = parts[k : last + 1]
         digits = "".join(x.digits for x in run)

@@ -184,8 +184,12 @@ def _literal(text: str, m: re.Match[str]) -> NumToken:
             tok.blocked = True  # 03.04.2024: a date
         elif len(parts) >= 3 and sum(map(len, parts)) >= 7:
             tok.digits = "".join(parts)
+        elif max(map(len, parts)) < 10:
+            # 101.4 and 6.9 are measurements, but Whisper also writes digit pairs it hears fast as
+            # decimals ("reach me at 5.5, 4.3, 2, 1.0, 0.8"): soft, as for thousands separators.
+            tok.digits, tok.soft = "".join(parts), True
         else:
-            tok.blocked = True
+            tok.blocked = True  # "12.5551234567": the run is redacted alone (`redact.pipeline`)
     before = text[m.start() - 1] if m.start() > 0 else " "
     after = text[m.end()] if m.end() < len(text) else " "
     if before in "$£€#%" or after in "%°" or (after.isalpha() and after not in "xX"):

@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 
 from redact.card import luhn_valid
 from redact.context import Cue, cue_index, nearest_cue
-from redact.email import CONTEXT_HINTS, TLDS, find_email_fallback, find_emails, merge_adjacent
+from redact.email import (
+    CONTEXT_HINTS,
+    PROVIDER_HINT_RE,
+    TLDS,
+    WEBMAIL_HINT_RE,
+    find_email_fallback,
+    find_emails,
+    merge_adjacent,
+)
 from redact.errors import RedactionError
 from redact.numbers import ascii_digits, hint, scan
 from redact.numeric import find_numeric
@@ -46,7 +54,11 @@ _TLD_HINT_RE = re.compile(rf"(?:\.|\bdot\s+)(?:{TLDS})\b")
 def _has_email_hint(lowered: str) -> bool:
     if "@" in lowered:
         return True
-    return (" at " in lowered or lowered.startswith("at ")) and _TLD_HINT_RE.search(lowered) is not None
+    if " at " in lowered or lowered.startswith("at "):
+        if _TLD_HINT_RE.search(lowered) is not None or PROVIDER_HINT_RE.search(lowered) is not None:
+            return True
+    # "weren't yahoo.com": a webmail domain without its "at"
+    return WEBMAIL_HINT_RE.search(lowered) is not None and _TLD_HINT_RE.search(lowered) is not None
 
 
 _DOT_WORD_RE = re.compile(r"\.\w")

@@ -179,6 +179,43 @@ SENTENCES: list[tuple[str, list[str], list[str]]] = [
 ]
 
 
+# Issue 14's failing families (several-word local parts, initials and digits, clarifiers, several-word and
+# dashed domains, split webmail names, toll-free "1-", one digit per comma with "oh", tens-word extensions,
+# digit runs tiny.en mishears) and hard negatives with "to"/"for" between numbers, each spoken by every
+# voice of VOICES_WIDE (`--set voices`, written to tests/data/redaction_asr_voices.jsonl).
+VOICES_WIDE = ("en-us", "en-gb", "en-gb-scotland", "en-us-nyc", "en-029", "en-gb-x-rp")
+SENTENCES_VOICES: list[tuple[str, list[str], list[str]]] = [
+    ("My email is jo ann baker at outlook dot com.", ["jo.ann.baker@outlook.com"], []),
+    ("It's R Singh 77 at aol dot com.", ["r.singh.77@aol.com"], []),
+    ("Lee, that's one word, wong at yahoo dot com.", ["lee.wong@yahoo.com"], []),
+    (
+        "Please write to reception at north shore dash clinic dot example dot org.",
+        ["reception@example.org"],
+        [],
+    ),
+    ("Send it to sam dot reyes at g mail dot com.", ["sam.reyes@gmail.com"], []),
+    ("My email is tina marsh at hot mail dot com.", ["tina.marsh@hotmail.com"], []),
+    ("Her email is ana lopez at proton mail dot com.", ["ana.lopez@protonmail.com"], []),
+    ("My email is Sam Reyes at example dot com.", ["sam.reyes@example.com"], []),
+    ("Call 1-877-555-0199 for billing.", ["18775550199"], ["billing"]),
+    ("It's six one seven, five five five, oh, two, oh, nine.", ["6175550209"], []),
+    ("Call me at 415-555-0163, extension two fifty.", ["4155550163"], []),
+    ("My number is three one two, five five five, oh one three three.", ["3125550133"], []),
+    ("You can reach me at five five five, four three two, one zero nine eight.", ["5554321098"], []),
+    ("The fax is eight eight eight, five five five, zero one eight eight.", ["8885550188"], []),
+    ("The Mastercard is 2223 0031 2200 3222.", ["2223003122003222"], []),
+    (
+        "My card is three seven eight two, eight two two four six three, one zero zero zero five.",
+        ["378282246310005"],
+        [],
+    ),
+    ("Take one to two tablets every four to six hours.", [], ["tablets", "hours"]),
+    ("I'll be there at four for two hours.", [], ["hours"]),
+    ("The ZIP is 30305-1234.", [], ["30305"]),
+    ("We won three to two last night.", [], ["night"]),
+]
+
+
 def espeak(voice: str, wpm: int, text: str, tmp: Path) -> bytes:
     """16 kHz mono s16le PCM of `text` with 0.3 s of silence either side."""
     raw, out = tmp / "raw.wav", tmp / "out.wav"
@@ -212,25 +249,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "data" / "redaction_asr.jsonl")
     parser.add_argument("--limit", type=int, default=0, help="only the first N sentences (a quick look)")
     parser.add_argument("--cpu-threads", type=int, default=2)
+    parser.add_argument(
+        "--set",
+        choices=("base", "voices"),
+        default="base",
+        help="base: SENTENCES, one voice each; voices: SENTENCES_VOICES, every voice of VOICES_WIDE",
+    )
     args = parser.parse_args(argv)
+    if args.set == "voices" and args.out == ROOT / "tests" / "data" / "redaction_asr.jsonl":
+        args.out = ROOT / "tests" / "data" / "redaction_asr_voices.jsonl"
     from media.asr import WhisperTranscriber
 
     short = WhisperTranscriber(cpu_threads=args.cpu_threads, word_timestamps=False)
     padded = WhisperTranscriber(cpu_threads=args.cpu_threads, short_window=False, word_timestamps=False)
-    sentences = SENTENCES[: args.limit] if args.limit else SENTENCES
+    pool = SENTENCES if args.set == "base" else SENTENCES_VOICES
+    sentences = pool[: args.limit] if args.limit else pool
+    jobs: list[tuple[str, str, int, tuple[str, list[str], list[str]]]] = []
+    for i, item in enumerate(sentences, 1):
+        if args.set == "base":
+            voice, wpm = VOICES[i % len(VOICES)], SPEEDS[(i // len(VOICES)) % len(SPEEDS)]
+            jobs.append((f"asr-{i:04d}", voice, wpm, item))
+        else:
+            for k, voice in enumerate(VOICES_WIDE):
+                jobs.append((f"asrv-{i:03d}-{k}", voice, SPEEDS[(i + k) % len(SPEEDS)], item))
     rows: list[dict[str, object]] = []
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmpdir:
-        for i, (text, phi, keep) in enumerate(sentences, 1):
-            voice, wpm = VOICES[i % len(VOICES)], SPEEDS[(i // len(VOICES)) % len(SPEEDS)]
+        for rid, voice, wpm, (text, phi, keep) in jobs:
             pcm = espeak(voice, wpm, text, Path(tmpdir))
             base = {"source_text": text, "voice": voice, "wpm": wpm, "phi": phi, "keep": keep}
             a = short.transcribe(pcm).text
-            rows.append({"id": f"asr-{i:04d}", **base, "asr_text": a, "mode": "short"})
+            rows.append({"id": rid, **base, "asr_text": a, "mode": "short"})
             b = padded.transcribe(pcm).text
             if b != a:
-                rows.append({"id": f"asr-{i:04d}-p", **base, "asr_text": b, "mode": "padded"})
-            print(f"{i:4d} {voice:9s} {wpm} | {a}" + (f"\n{'':19s}p| {b}" if b != a else ""), flush=True)
+                rows.append({"id": f"{rid}-p", **base, "asr_text": b, "mode": "padded"})
+            print(f"{rid} {voice:14s} {wpm} | {a}" + (f"\n{'':27s}p| {b}" if b != a else ""), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     keys = ("id", "source_text", "asr_text", "voice", "wpm", "mode", "phi", "keep")
     with args.out.open("w", encoding="utf-8") as f:

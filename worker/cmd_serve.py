@@ -176,7 +176,7 @@ async def run(args: argparse.Namespace) -> int:
 
     host, port = args.http_host, int(args.http_port)
     wcfg = webrtc_config(args)
-    cors_origins = http_settings(args)  # also declares --variable-names
+    http = http_settings(args)  # also declares --variable-names
     batch_s = speech_batch_seconds(args.speech_batch_seconds)
     async with open_runtime(args, close_timeout=lambda: left(0.0)) as rt:
         sec = open_security(
@@ -222,7 +222,7 @@ async def run(args: argparse.Namespace) -> int:
                     )
                     engine.on_call_ended.append(ctx.escalations.forget)
                     housekeeping.append(asyncio.create_task(unended_retrier(engine)))
-                    app = build_app(ctx, calls, cors_origins=cors_origins)
+                    app = build_app(ctx, calls, http=http)
                     runner = web.AppRunner(app, handle_signals=False, access_log=None)
                     await runner.setup()
                     try:
