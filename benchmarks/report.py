@@ -154,6 +154,20 @@ def rows_latency(d: dict[str, Any]) -> list[Row]:
     return out
 
 
+def rows_models(d: dict[str, Any]) -> list[Row]:
+    """One row per configuration (benchmarks/models.py); 'met' = no PHI item leaked."""
+    out: list[Row] = []
+    for c in d.get("configs") or []:
+        value = (
+            f"WER {_fmt(c['wer'] * 100, ' %', 1)}, numbers {_fmt(c['number_accuracy'] * 100, ' %', 0)}, "
+            f"leaks {c['phi_leaked']}/{c['phi_items']}, CPU/utt {_fmt(c['cpu_per_utterance_s'], ' s', 3)}, "
+            f"ttf p50/p95 {_fmt(c['ttf_p50_s'], ' s')}/{_fmt(c['ttf_p95_s'], ' s')}, "
+            f"{_fmt(c['calls_per_core'], ' calls/core', 0)}"
+        )
+        out.append((c["label"], value, "0 leaks", c["phi_leaked"] == 0))
+    return out
+
+
 def rows_capacity(d: dict[str, Any]) -> list[Row]:
     out: list[Row] = []
     for mode in ("short", "padded"):
@@ -317,6 +331,17 @@ BENCHES = (
         "latency_quick",
         rows_latency,
         "latency distribution",
+    ),
+    Bench(
+        "models",
+        "Speech models: WER, numbers, PHI, CPU, time to final",
+        "models.py",
+        (),
+        ("--quick",),
+        "models",
+        "models_quick",
+        rows_models,
+        "WER against CPU per utterance",
     ),
     Bench(
         "capacity",

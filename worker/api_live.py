@@ -250,7 +250,7 @@ def _parse_keys(body: dict[str, Any]) -> tuple[int, dict[int, bytes]]:
         raise ValueError(f"keys must be an object of 1-{MAX_SFRAME_KEYS} kid: base64url key entries")
     parsed: dict[int, bytes] = {}
     for position, (kid_text, key_text) in enumerate(keys.items(), start=1):
-        if not kid_text.isdigit() or len(kid_text) > 20 or int(kid_text) >= 2**64:
+        if not (kid_text.isascii() and kid_text.isdigit()) or len(kid_text) > 20 or int(kid_text) >= 2**64:
             raise ValueError(f"keys entry {position}: kid must be an integer 0..2^64-1")
         if not isinstance(key_text, str) or len(key_text) > 200:
             raise ValueError(f"keys entry {position}: key must be base64url")

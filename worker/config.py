@@ -83,6 +83,11 @@ SETTINGS: tuple[Setting, ...] = (
         "this to time to final",
     ),
     Setting(
+        "max-tracks",
+        "8",
+        "Media sections (audio tracks) one WHIP offer may carry; an offer with more is refused with 400",
+    ),
+    Setting(
         "variable-names",
         "",
         "Comma-separated call variable names this deployment uses beyond the built-in ones (e.g. member_id): "
@@ -173,6 +178,12 @@ ENV_ONLY: tuple[tuple[str, str, str], ...] = (
         "(secret)",
         "`call`: base64url SFrame base key to send end-to-end encrypted frames (as `--sframe-key`)",
     ),
+    (
+        "CONVERSE_SFRAME_COUNTER_DIR",
+        "`<data dir>/sframe-counters`",
+        "`call`: where SFrame counters persist across runs, so no (key, kid, counter) repeats "
+        "(as `--counter-dir`)",
+    ),
 )
 
 
@@ -190,13 +201,24 @@ def _admission_rows() -> list[str]:
     ]
 
 
-def http_settings(args: argparse.Namespace) -> frozenset[str]:
-    """Apply `--variable-names` (the declared placeholder names) and return the `--cors-origins` allow-list.
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """What `serve` hands its HTTP app (`worker.http_app.build_app`)."""
 
-    A bad entry is a ValueError that names the setting and the entry's position, never its text.
+    cors_origins: frozenset[str] = frozenset()
+    max_tracks: int = 8
+
+
+def http_settings(args: argparse.Namespace) -> HttpSettings:
+    """Apply `--variable-names` (the declared placeholder names) and read `--cors-origins`, `--max-tracks`.
+
+    A bad entry is a ValueError that names the setting (and an entry's position, never its text).
     """
     from redact.variables import declare_names
     from worker.cors import parse_origins
 
     declare_names(split_list(getattr(args, "variable_names", "")))
-    return parse_origins(split_list(getattr(args, "cors_origins", "")))
+    raw = str(getattr(args, "max_tracks", "8") or "8").strip()
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 64:
+        raise ValueError("max-tracks must be a whole number from 1 to 64")
+    return HttpSettings(parse_origins(split_list(getattr(args, "cors_origins", ""))), int(raw))

@@ -17,13 +17,14 @@ from worker.access import Permission, check
 from worker.access import Principal as AccessPrincipal
 from worker.admission import Admission, AdmissionConfig, admission_middleware, gauge_value
 from worker.app_context import AppContext
+from worker.config import HttpSettings
 from worker.cors import Cors
 from worker.e2ee import sframe_hook
 from worker.identity import IdentityError
 from worker.media_streams import media_streams_routes
 from worker.security import actor_of
 from worker.webrtc import Calls
-from worker.whip import STATIC, Principal, Unauthorized, demo_routes, whip_routes
+from worker.whip import STATIC, Principal, Unauthorized, WhipLimits, demo_routes, whip_routes
 
 log = structlog.get_logger("worker.http")
 
@@ -151,7 +152,7 @@ def build_app(
     calls: Calls,
     admission: AdmissionConfig | None = None,
     *,
-    cors_origins: frozenset[str] = frozenset(),
+    http: HttpSettings | None = None,
 ) -> web.Application:
     from worker.admin_api import api_routes
     from worker.http_auth import auth_middleware
@@ -164,7 +165,8 @@ def build_app(
         registry=ctx.metrics.registry,
     )
     # CORS preflights are answered before admission and authentication (a browser sends them bare).
-    cors = Cors(cors_origins)
+    http = http or HttpSettings()
+    cors = Cors(http.cors_origins)
     app = web.Application(
         client_max_size=MAX_REQUEST_BYTES,
         middlewares=[cors.middleware(), admission_middleware(gate), auth_middleware(ctx)],
@@ -211,6 +213,7 @@ def build_app(
         whip_routes(
             calls,
             authorize=_whip_authorizer(ctx),
+            limits=WhipLimits(max_tracks=http.max_tracks),
             on_sframe=sframe_hook(ctx.metrics),
             on_started=_call_started(ctx),
         )

@@ -198,6 +198,8 @@ async def read_json(request: web.Request, *, max_bytes: int = MAX_JSON_BYTES) ->
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         reject(400, "request body is not valid JSON")
+    except RecursionError:  # "[[[[..." past the parser's depth: a bad request, not a crash
+        reject(400, "request body is nested too deeply")
     if not isinstance(value, dict):
         reject(400, "request body must be a JSON object")
     return value
@@ -259,6 +261,10 @@ def auth_middleware(ctx: AppContext) -> Middleware:
 
 
 async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # Every id in a /v1/ path is ASCII (call ids, track and entry numbers): "²" passes str.isdigit() but
+    # not int(), so anything else is refused here, once, before a handler can trip on it.
+    if not all(value.isascii() for value in request.match_info.values()):
+        return error_response(400, "invalid path parameter: expected ASCII letters, digits, - and _")
     try:
         return await handler(request)
     except ApiError as exc:

@@ -5,6 +5,7 @@ Both are thin: the format is `media.recording`, the stages are `media.opus`, `me
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 from media.events import PartialAudio, SpeechStarted, Utterance
@@ -50,7 +51,8 @@ class TrackSealer:
         codec: str = "opus",
     ) -> TrackSealer:
         base_key = new_data_key(32 if suite == CipherSuite.AES_256_GCM_SHA512_128 else 16)
-        wrapped = keys.wrap(base_key, track_key_context(call_id, track))
+        # Off the loop: a provider may stat or re-read its key file (LocalKeyFile) or call a KMS.
+        wrapped = await asyncio.to_thread(keys.wrap, base_key, track_key_context(call_id, track))
         kid = track  # one key per track, so the KID only has to be unique within the recording
         await transcripts.put_track(
             TrackInfo(call_id=call_id, track=track, suite=int(suite), kid=kid, wrapped_key=wrapped)

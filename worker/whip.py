@@ -73,7 +73,7 @@ def parse_variables_header(value: str | None) -> dict[str, str] | None:
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         obj = json.loads(raw.decode("utf-8"))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[..."
         raise SFrameHeaderError(f"{VARIABLES_HEADER}: not base64url JSON") from None
     if not isinstance(obj, dict) or len(obj) > MAX_VARIABLES:
         raise SFrameHeaderError(f"{VARIABLES_HEADER}: must be an object of at most {MAX_VARIABLES} entries")
@@ -118,6 +118,7 @@ class WhipLimits:
     retry_after_s: int = 10
     body_timeout_s: float = 10.0  # the whole offer body must arrive within this
     delete_wait_s: float = 10.0  # DELETE waits this long for the call's summary (then answers anyway)
+    max_tracks: int = 8  # media sections one offer may carry: each is a pipeline, a key and an object
 
 
 SFrameHook = Callable[[CallSession, SFrameParams], Awaitable[None]]
@@ -244,6 +245,11 @@ class WhipHandlers:
         offer = await self._read_offer(request)
         if isinstance(offer, web.Response):
             return offer
+        sections = sum(1 for line in offer.splitlines() if line.startswith("m="))
+        if sections > self.limits.max_tracks:
+            return _reason(
+                400, f"offer has {sections} media sections: at most {self.limits.max_tracks} per call"
+            )
         try:
             sframe = parse_sframe_headers(
                 request.headers.get(SFRAME_SUITE_HEADER), request.headers.get(SFRAME_KEYS_HEADER)
