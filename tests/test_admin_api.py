@@ -513,6 +513,41 @@ def test_aggregate_core() -> None:
     }
 
 
+async def test_caller_chosen_placeholder_names_never_reach_analytics_metrics_or_the_column(api: Api) -> None:
+    """A name stored before names were fixed (or any unexpected one) counts as VARIABLE everywhere."""
+    from storage.protocols import UtteranceRecord
+
+    phi_name = "CALLBACK 555-123-4567 JANE.DOE@EXAMPLE.COM"
+    utts = [UtteranceRecord("a", 0, 0, 0.0, 1.0, "x", "2026-01-01T00:00:01.000Z", {phi_name: 2, "NAME": 1})]
+    assert aggregate([], utts).redactions_by_type == {"NAME": 1, "VARIABLE": 2}
+    api.ctx.metrics.redactions.labels(phi_name).inc()
+    from prometheus_client import generate_latest
+
+    exposed = generate_latest(api.ctx.metrics.registry).decode()
+    assert 'converse_redactions_total{type="VARIABLE"} 1.0' in exposed and "555" not in exposed
+    viewer = await api.client.get("/v1/analytics", headers=api.auth(Role.VIEWER, mfa=False))
+    assert "555" not in await viewer.text()
+
+
+def test_stores_keep_placeholder_names_from_the_fixed_set(tmp_path: Path) -> None:
+    import sqlite3
+
+    from storage.protocols import UtteranceRecord
+    from storage.sqlite_store import LocalTranscriptStore
+
+    async def run() -> None:
+        store = LocalTranscriptStore(tmp_path / "t.db")
+        await store.create_call(CallInfo("a", ORG, "whip", "2026-01-01T00:00:00.000Z"))
+        rec = UtteranceRecord("a", 0, 0, 0.0, 1.0, "x", "2026-01-01T00:00:01.000Z", {"callback 555 jane": 1})
+        await store.append_utterance(rec)
+        await store.close()
+
+    asyncio.run(run())
+    with sqlite3.connect(tmp_path / "t.db") as conn:
+        (raw,) = conn.execute("SELECT redactions FROM utterances").fetchone()
+    assert raw == '{"VARIABLE":1}'
+
+
 async def test_retention_run_is_audited(api: Api) -> None:
     h = api.auth(Role.OWNER)
     await api.client.put("/v1/settings", json={"retention_days": 1}, headers=h)
