@@ -89,6 +89,24 @@ class MemoryTranscriptStore(_Faults):
         call = self._need_call(call_id)
         self.calls[call_id] = replace(call, ended_at=ended, status=status, end_reason=reason)
 
+    async def fail_active_calls(
+        self, ended_at: str, reason: str, *, pod_id: str | None = None, started_before: datetime | None = None
+    ) -> list[str]:
+        ended = check_end("failed", ended_at)
+        if pod_id is None and started_before is None:
+            raise ValueError("fail_active_calls needs a pod_id or a started_before")
+        self._op()
+        before = None if started_before is None else format_timestamp(started_before)
+        marked = []
+        for c in list(self.calls.values()):
+            if c.ended_at is not None or (pod_id is not None and c.pod_id != pod_id):
+                continue
+            if before is not None and not c.started_at < before:
+                continue
+            self.calls[c.call_id] = replace(c, ended_at=ended, status="failed", end_reason=reason)
+            marked.append(c.call_id)
+        return sorted(marked)
+
     async def get_call(self, call_id: str) -> CallInfo:
         validate_call_id(call_id)
         self._op()

@@ -67,25 +67,31 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 _CALL_INSERT = (
     "INSERT INTO calls (call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, "
-    "escalated, external_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING"
+    "escalated, external_id, pod_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO "
+    "NOTHING"
 )
 _CALL_KEY = "SELECT call_id, org_id, source, started_at FROM calls WHERE call_id = $1"
 _CALL_GET = (
     "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated, "
-    "external_id FROM calls WHERE call_id = $1"
+    "external_id, pod_id FROM calls WHERE call_id = $1"
 )
 _CALL_LIST = (
     "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated, "
-    "external_id FROM calls ORDER BY started_at, call_id"
+    "external_id, pod_id FROM calls ORDER BY started_at, call_id"
 )
 _CALL_LIST_ORG = (
     "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated, "
-    "external_id FROM calls WHERE org_id = $1 ORDER BY started_at, call_id"
+    "external_id, pod_id FROM calls WHERE org_id = $1 ORDER BY started_at, call_id"
 )
 _CALL_EXPIRED = (
     "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated, "
-    "external_id FROM calls WHERE org_id = $1 AND ((ended_at IS NOT NULL AND ended_at < $2) OR "
+    "external_id, pod_id FROM calls WHERE org_id = $1 AND ((ended_at IS NOT NULL AND ended_at < $2) OR "
     "(ended_at IS NULL AND started_at < $3)) ORDER BY COALESCE(ended_at, started_at), call_id LIMIT $4"
+)
+# Calls still active of one pod (a restart) and/or started before a time (their pod is gone).
+_CALL_FAIL_STALE = (
+    "UPDATE calls SET ended_at = $1, status = 'failed', end_reason = $2 WHERE ended_at IS NULL AND "
+    "($3::text IS NULL OR pod_id = $3) AND ($4::text IS NULL OR started_at < $4) RETURNING call_id"
 )
 _TRACK_INSERT = (
     "INSERT INTO tracks (call_id, track, suite, kid, kek_id, kek_version, wrapped_key, frames_received, "
@@ -142,7 +148,7 @@ def _count(status: str) -> int:
 
 
 def _call(r: Row) -> CallInfo:
-    return CallInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9])
+    return CallInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9], r[10])
 
 
 def _track(r: Row) -> TrackInfo:
@@ -264,7 +270,7 @@ class PgTranscriptStore:
     async def create_call(self, call: CallInfo) -> None:
         c = check_call(call)
         args: Row = (c.call_id, c.org_id, c.source, c.started_at, c.ended_at, c.status, c.end_reason)
-        args = (*args, c.fixture, bool(c.escalated), c.external_id)
+        args = (*args, c.fixture, bool(c.escalated), c.external_id, c.pod_id)
         await self._insert_once(_CALL_INSERT, args, _CALL_KEY, 1, f"call {c.call_id}")
 
     async def end_call(self, call_id: str, ended_at: str, status: str, reason: str | None) -> None:
@@ -274,6 +280,16 @@ class PgTranscriptStore:
         done = await self._with(lambda conn: conn.execute(sql, ended, status, reason, call_id))
         if _count(done) == 0:
             raise NotFoundError(f"call {call_id} not found")
+
+    async def fail_active_calls(
+        self, ended_at: str, reason: str, *, pod_id: str | None = None, started_before: datetime | None = None
+    ) -> list[str]:
+        ended = check_end("failed", ended_at)
+        if pod_id is None and started_before is None:
+            raise ValueError("fail_active_calls needs a pod_id or a started_before")
+        before = None if started_before is None else format_timestamp(started_before)
+        rows = await self._with(lambda conn: conn.fetch(_CALL_FAIL_STALE, ended, reason, pod_id, before))
+        return sorted(str(r[0]) for r in rows)
 
     async def get_call(self, call_id: str) -> CallInfo:
         validate_call_id(call_id)

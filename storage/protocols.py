@@ -87,6 +87,7 @@ class CallInfo:
     fixture: str | None = None  # fixture name for replays (a file name, never a full path with PHI)
     escalated: bool = False
     external_id: str | None = None  # the provider's id of the call (media streams: the callSid)
+    pod_id: str | None = None  # the serve process that took it (`--pod-id`); None for replays
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +151,14 @@ class OrgSettings:
 class TranscriptStore(Protocol):
     async def create_call(self, call: CallInfo) -> None: ...
     async def end_call(self, call_id: str, ended_at: str, status: str, reason: str | None) -> None: ...
+    async def fail_active_calls(
+        self, ended_at: str, reason: str, *, pod_id: str | None = None, started_before: datetime | None = None
+    ) -> list[str]:
+        """Mark calls still `active` failed with `reason`: those of `pod_id` (a pod restarting), and/or
+        those started before `started_before` (older than any call can run: their pod is gone). At least
+        one filter is required. Returns the call ids marked."""
+        ...
+
     async def put_track(self, track: TrackInfo) -> None: ...
     async def update_track_counts(
         self, call_id: str, track: int, *, received: int, sealed: int, lost: int, duration_s: float

@@ -116,6 +116,13 @@ class TranscriptStoreProxy:
     async def end_call(self, call_id: str, ended_at: str, status: str, reason: str | None) -> None:
         await self.inner.end_call(call_id, ended_at, status, reason)
 
+    async def fail_active_calls(
+        self, ended_at: str, reason: str, *, pod_id: str | None = None, started_before: datetime | None = None
+    ) -> list[str]:
+        return await self.inner.fail_active_calls(
+            ended_at, reason, pod_id=pod_id, started_before=started_before
+        )
+
     async def put_track(self, track: TrackInfo) -> None:
         await self.inner.put_track(track)
 

@@ -50,25 +50,30 @@ Row = tuple[Any, ...]
 # Full statements as literals (no string building): greppable, and nothing but `?` ever reaches them.
 _CALL_INSERT = (
     "INSERT INTO calls (call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, "
-    "escalated, external_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    "escalated, external_id, pod_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
 _CALL_KEY = "SELECT call_id, org_id, source, started_at FROM calls WHERE call_id = ?"
 _CALL_GET = (
     "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated, "
-    "external_id FROM calls WHERE call_id = ?"
+    "external_id, pod_id FROM calls WHERE call_id = ?"
 )
 _CALL_LIST = (
     "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated, "
-    "external_id FROM calls ORDER BY started_at, call_id"
+    "external_id, pod_id FROM calls ORDER BY started_at, call_id"
 )
 _CALL_LIST_ORG = (
     "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated, "
-    "external_id FROM calls WHERE org_id = ? ORDER BY started_at, call_id"
+    "external_id, pod_id FROM calls WHERE org_id = ? ORDER BY started_at, call_id"
 )
 _CALL_EXPIRED = (
     "SELECT call_id, org_id, source, started_at, ended_at, status, end_reason, fixture, escalated, "
-    "external_id FROM calls WHERE org_id = ? AND ((ended_at IS NOT NULL AND ended_at < ?) OR "
+    "external_id, pod_id FROM calls WHERE org_id = ? AND ((ended_at IS NOT NULL AND ended_at < ?) OR "
     "(ended_at IS NULL AND started_at < ?)) ORDER BY COALESCE(ended_at, started_at), call_id LIMIT ?"
+)
+# Calls still active of one pod (a restart) and/or started before a time (their pod is gone).
+_CALL_FAIL_STALE = (
+    "UPDATE calls SET ended_at = ?, status = 'failed', end_reason = ? WHERE ended_at IS NULL AND "
+    "(? IS NULL OR pod_id = ?) AND (? IS NULL OR started_at < ?) RETURNING call_id"
 )
 _TRACK_INSERT = (
     "INSERT INTO tracks (call_id, track, suite, kid, kek_id, kek_version, wrapped_key, frames_received, "
@@ -115,7 +120,13 @@ KEY_PAGE = 500
 
 
 def _call(r: Row) -> CallInfo:
-    return CallInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9])
+    return CallInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9], r[10])
+
+
+def _stale_filter(pod_id: str | None, started_before: datetime | None) -> tuple[str | None, str | None]:
+    if pod_id is None and started_before is None:
+        raise ValueError("fail_active_calls needs a pod_id or a started_before")
+    return pod_id, None if started_before is None else format_timestamp(started_before)
 
 
 def _track(r: Row) -> TrackInfo:
@@ -229,7 +240,7 @@ class LocalTranscriptStore:
     async def create_call(self, call: CallInfo) -> None:
         c = check_call(call)
         args: Row = (c.call_id, c.org_id, c.source, c.started_at, c.ended_at, c.status, c.end_reason)
-        args = (*args, c.fixture, int(c.escalated), c.external_id)
+        args = (*args, c.fixture, int(c.escalated), c.external_id, c.pod_id)
         what = f"call {c.call_id}"
         await self._run(lambda conn: _insert_once(conn, _CALL_INSERT, args, _CALL_KEY, 1, what))
 
@@ -243,6 +254,18 @@ class LocalTranscriptStore:
                 raise NotFoundError(f"call {call_id} not found")
 
         await self._run(run)
+
+    async def fail_active_calls(
+        self, ended_at: str, reason: str, *, pod_id: str | None = None, started_before: datetime | None = None
+    ) -> list[str]:
+        ended = check_end("failed", ended_at)
+        pod, before = _stale_filter(pod_id, started_before)
+
+        def run(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(_CALL_FAIL_STALE, (ended, reason, pod, pod, before, before)).fetchall()
+            return sorted(str(r[0]) for r in rows)
+
+        return await self._run(run)
 
     async def get_call(self, call_id: str) -> CallInfo:
         validate_call_id(call_id)

@@ -16,10 +16,11 @@ import contextlib
 import os
 import random
 import signal
+import socket
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
@@ -40,7 +41,7 @@ from worker.drain import (
     TEARDOWN_RESERVE_S,
     DrainBudget,
 )
-from worker.engine import Engine, EngineConfig
+from worker.engine import Engine, EngineConfig, utc_now
 from worker.http_app import build_app
 from worker.metrics import Metrics
 from worker.runtime import Runtime, open_runtime
@@ -54,6 +55,9 @@ CHECKPOINT_EVERY_N = 100  # ... it is due after this many entries
 CHECKPOINT_EVERY_S = 60.0  # ... or this many seconds with entries pending
 FINAL_CHECKPOINT_TIMEOUT_S = 15.0  # the checkpoint on shutdown gives up after this long (and at the budget)
 UNENDED_TICK_S = 15.0  # how often call ends that could not be stored are retried
+RESTARTED_REASON = "worker restarted"  # a pod's own calls left active by a kill, marked on its restart
+LOST_REASON = "worker lost"  # calls older than any call can run, their pod gone (another pod marks them)
+LOST_MARGIN = timedelta(minutes=10)  # past max-call-seconds, before a call counts as lost
 
 
 def _flag(value: str | None) -> bool:
@@ -144,6 +148,39 @@ async def unended_retrier(engine: Engine, tick_s: float = UNENDED_TICK_S) -> Non
             await engine.retry_unended()
 
 
+def pod_id(args: argparse.Namespace) -> str:
+    value = str(getattr(args, "pod_id", None) or socket.gethostname()).strip()
+    if not value or len(value) > 253 or not value.isprintable():
+        raise ValueError("pod-id must be 1 to 253 printable characters")
+    return value
+
+
+async def fail_stale_calls(
+    rt: Runtime, pod: str | None, reason: str, started_before: datetime | None = None
+) -> list[str]:
+    """Mark calls left `active` failed: this pod's (on start: it cannot have any), or any pod's started
+    before `started_before`. A store down is logged; the next start or tick tries again."""
+    try:
+        marked = await rt.stores.transcripts.fail_active_calls(
+            utc_now(), reason, pod_id=pod, started_before=started_before
+        )
+    except Exception as exc:
+        log.warning("stale_calls_failed", error=f"{type(exc).__name__}: {exc}")
+        return []
+    for call_id in marked:
+        log.warning("stale_call_marked_failed", call_id=call_id, reason=reason)
+    return marked
+
+
+async def lost_call_sweeper(rt: Runtime, max_call_s: float, interval_s: float) -> None:
+    """Any pod marks calls failed that are older than max-call-seconds + LOST_MARGIN and still active:
+    every call is ended by then, so their pod is gone (killed, node lost) and will not come back."""
+    while True:
+        await asyncio.sleep(interval_s)
+        cutoff = datetime.now(UTC) - timedelta(seconds=max_call_s) - LOST_MARGIN
+        await fail_stale_calls(rt, None, LOST_REASON, started_before=cutoff)
+
+
 def _exit_watchdog(at: float) -> None:
     """Exit by force at `at` (monotonic) if the process is still alive: every wait after SIGTERM is
     bounded, but a thread stuck in native code (a hung model, a locked database) can still hold up exit."""
@@ -178,7 +215,9 @@ async def run(args: argparse.Namespace) -> int:
     wcfg = webrtc_config(args)
     http = http_settings(args)  # also declares --variable-names
     batch_s = speech_batch_seconds(args.speech_batch_seconds)
+    pod = pod_id(args)
     async with open_runtime(args, close_timeout=lambda: left(0.0)) as rt:
+        await fail_stale_calls(rt, pod, RESTARTED_REASON)
         sec = open_security(
             Path(args.data_dir),
             kek_path(args.kek_file),
@@ -194,6 +233,9 @@ async def run(args: argparse.Namespace) -> int:
         interval = float(args.retention_interval_seconds or 0)
         if interval > 0:
             housekeeping.append(asyncio.create_task(retention_sweeper(rt, sec, interval)))
+            housekeeping.append(
+                asyncio.create_task(lost_call_sweeper(rt, wcfg.max_call_s, min(interval, 600)))
+            )
         try:
             asr_close = lambda: left(ASR_RESERVE_S)  # noqa: E731 - read at exit, after the budget is set
             async with build_asr(args, on_model=metrics.set_asr_model, close_timeout=asr_close) as asr:
@@ -206,6 +248,7 @@ async def run(args: argparse.Namespace) -> int:
                     metrics=metrics,
                     config=EngineConfig(
                         org_id=args.org_id,
+                        pod_id=pod,
                         partials=_flag(args.partials),
                         batch_window_s=batch_s,
                     ),

@@ -67,6 +67,12 @@ SETTINGS: tuple[Setting, ...] = (
         "ended, its worker killed, once it started two days before the retention cutoff)",
     ),
     Setting("no-media-seconds", "20", "A call with no media for this long is ended and sealed"),
+    Setting(
+        "pod-id",
+        None,
+        "This worker's name, stored on each call it takes (default: the host name, in Kubernetes the pod "
+        'name); on start it marks its own calls left active by a kill failed ("worker restarted")',
+    ),
     Setting("drain-seconds", "30", "On SIGTERM, how long active calls may continue before they are ended"),
     Setting(
         "retention-interval-seconds",

@@ -60,6 +60,7 @@ def utc_now() -> str:
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
     org_id: str = "default"
+    pod_id: str | None = None  # stored on each call: a restarting pod marks its own stale calls failed
     flush_interval_s: float = 1.0
     speech_queue_frames: int = 500  # 10 s of audio waiting for decode/VAD, then backpressure
     utterance_queue: int = 8  # utterances waiting for ASR per track, then backpressure
@@ -831,6 +832,7 @@ class Engine:
             started_at=utc_now(),
             fixture=fixture,
             external_id=external_id,
+            pod_id=self.config.pod_id,
         )
         settings = await self.transcripts.get_settings(info.org_id)
         await self.transcripts.create_call(info)
