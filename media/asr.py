@@ -202,6 +202,8 @@ class WhisperTranscriber:
             model_path, compute_type=compute_type, cpu_threads=cpu_threads, num_workers=num_workers
         )
         self.compute_type: str = self._model.model.compute_type  # what CTranslate2 runs (int8_float32)
+        if language != "en" and not self._model.model.is_multilingual:
+            raise ValueError(f"--language {language!r}: this model is English-only")
         self.language = language  # a multilingual model is pinned to it (its token in the sot sequence)
         self.beam_size = beam_size
         self.prompt = prompt or None  # domain words as previous text (faster-whisper's initial_prompt)

@@ -119,3 +119,10 @@ def test_model_info_metric_has_fixed_labels() -> None:
     text = generate_latest(m.registry).decode()
     assert 'converse_asr_model_info{compute_type="other",model="custom"} 1.0' in text
     assert 'model="base"' not in text and "/home" not in text  # the previous model is cleared
+
+
+def test_an_english_only_model_refuses_another_language(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "data", tmp_path / "kek.json", CONVERSE_LANGUAGE="fr")
+    proc = run_cli(["replay", "fixtures/example_call.flac"], env, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == "error: --language 'fr': this model is English-only"
