@@ -24,7 +24,9 @@ from typing import Final
 import av
 
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE
-from media.opus import OpusDecoder, OpusError
+from media.mulaw import CODEC as PCMU
+from media.mulaw import MulawDecoder
+from media.opus import OpusDecoder, OpusEncoder, OpusError
 
 MAX_GAP_S: Final = 60  # as the speech path: a longer jump is not filled further
 PIECE_BYTES: Final = 1 << 20  # ~10.9 s of 48 kHz s16 mono
@@ -60,6 +62,20 @@ def ogg_bytes(frames: Sequence[tuple[int, bytes]]) -> bytes:
     return buf.getvalue()
 
 
+def as_opus(frames: Sequence[tuple[int, bytes]], codec: str = "opus") -> Sequence[tuple[int, bytes]]:
+    """The recording's frames as Opus packets for Ogg: as they are, or transcoded from mu-law (media
+    streams; the recording header's codec says which). Blocking (encoding): call off the event loop."""
+    if codec != PCMU:
+        return frames
+    dec, enc, out = MulawDecoder(), OpusEncoder(), []
+    for ts, payload in frames:
+        pcm = dec.decode(payload)  # 48 kHz; a 20 ms chunk is one 20 ms Opus frame
+        pcm += bytes(-len(pcm) % (2 * FRAME_SAMPLES))
+        for i in range(0, len(pcm), 2 * FRAME_SAMPLES):
+            out.append((ts + i // 2, enc.encode(pcm[i : i + 2 * FRAME_SAMPLES])))
+    return out
+
+
 def wav_header(data_bytes: int | None = None, sample_rate: int = SAMPLE_RATE) -> bytes:
     """A 16-bit mono RIFF/WAVE header; `data_bytes=None` (or past 4 GiB) for a stream of unknown length."""
     fmt = struct.pack("<HHIIHH", 1, 1, sample_rate, sample_rate * 2, 2, 16)
@@ -78,12 +94,14 @@ def wav_header(data_bytes: int | None = None, sample_rate: int = SAMPLE_RATE) ->
     )
 
 
-def pcm_pieces(frames: Iterable[tuple[int, bytes]], *, max_silence_s: float) -> Iterator[bytes]:
+def pcm_pieces(
+    frames: Iterable[tuple[int, bytes]], *, max_silence_s: float, codec: str = "opus"
+) -> Iterator[bytes]:
     """Decoded 48 kHz s16 mono PCM of `frames` in pieces of at most `PIECE_BYTES`, gaps as bounded silence.
 
     A frame that does not decode is a frame of silence. Blocking (decoding): iterate off the event loop.
     """
-    dec = OpusDecoder()
+    dec = MulawDecoder() if codec == PCMU else OpusDecoder()  # both decode to the 48 kHz timeline
     budget = max(0, int(max_silence_s * SAMPLE_RATE))  # samples of gap silence still allowed
     buf = bytearray()
     expected = 0
@@ -124,12 +142,14 @@ def write_ogg_file(path: Path, frames: Sequence[tuple[int, bytes]]) -> int:
     return len(data)
 
 
-def write_wav_file(path: Path, frames: Iterable[tuple[int, bytes]], *, max_silence_s: float) -> int:
+def write_wav_file(
+    path: Path, frames: Iterable[tuple[int, bytes]], *, max_silence_s: float, codec: str = "opus"
+) -> int:
     """Write an owner-only WAV file piece by piece (bounded memory); returns its size in bytes."""
     with os.fdopen(_open_private(path), "wb") as f:
         f.write(wav_header(None))
         size = 0
-        for piece in pcm_pieces(frames, max_silence_s=max_silence_s):
+        for piece in pcm_pieces(frames, max_silence_s=max_silence_s, codec=codec):
             f.write(piece)
             size += len(piece)
         f.seek(0)

@@ -117,10 +117,11 @@ def safe_placeholder(name: str) -> str:
 
 
 def safe_counts(counts: Mapping[str, int]) -> dict[str, int]:
-    """Placeholder counts keyed by `safe_placeholder` (counts of names folded together are summed)."""
+    """Placeholder counts with every name outside the set folded into VARIABLE (summed); a name in the set
+    keeps the form it was given (`[PHONE]` stays `[PHONE]`)."""
     out: dict[str, int] = {}
     for name, n in counts.items():
-        key = safe_placeholder(str(name))
+        key = str(name) if safe_placeholder(str(name)) != VARIABLE else VARIABLE
         out[key] = out.get(key, 0) + int(n)
     return out
 
