@@ -16,7 +16,7 @@ from typing import Final
 import structlog
 from aiohttp import web
 
-from media.export import ogg_bytes, pcm_pieces, silence_budget_s, wav_header
+from media.export import as_opus, ogg_bytes, pcm_pieces, silence_budget_s, wav_header
 from media.recording import RecordingError, RecordingHeader, RecordingIntegrityError, read_recording
 from storage.errors import KeyDestroyedError, NotFoundError, StorageError
 from storage.keys import track_key_context
@@ -83,13 +83,16 @@ async def export_recording(request: web.Request) -> web.StreamResponse:
         "Converse-Recording-Frames": str(len(frames)),
     }
     if fmt == "ogg":
-        body = await asyncio.to_thread(ogg_bytes, frames)
+        codec = contents.header.codec  # mu-law (media streams) is transcoded to Opus
+        body = await asyncio.to_thread(lambda: ogg_bytes(as_opus(frames, codec)))
         return web.Response(body=body, content_type=FORMATS[fmt], headers=headers)
     resp = web.StreamResponse(headers={**headers, "Content-Type": FORMATS[fmt]})
     await resp.prepare(request)
     await resp.write(wav_header())
     budget = silence_budget_s(call.started_at, call.ended_at, datetime.now(UTC))
-    pieces = pcm_pieces(frames, max_silence_s=budget)  # bounded pieces, each decoded off the loop
+    pieces = pcm_pieces(
+        frames, max_silence_s=budget, codec=contents.header.codec
+    )  # bounded pieces, each decoded off the loop
     while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
         await resp.write(piece)
     await resp.write_eof()

@@ -9,13 +9,16 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from media.export import silence_budget_s, write_ogg_file, write_wav_file
+from media.export import as_opus, silence_budget_s, write_ogg_file, write_wav_file
 from media.recording import RecordingError, RecordingHeader, RecordingIntegrityError, read_recording
 from storage.errors import NotFoundError
 from storage.keys import track_key_context
 from worker.cli import CommandError
 from worker.cli_access import cli_guard
 from worker.runtime import open_runtime
+
+# How each call came in, by the engine's `source`: a WHIP call is WebRTC, a replay a replay.
+CHANNELS = {"whip": "webrtc", "media-streams": "media-streams", "replay": "replay"}
 
 # How each call came in, by the engine's `source`: a WHIP call is WebRTC, a replay a replay.
 CHANNELS = {"whip": "webrtc", "media-streams": "media-streams", "replay": "replay"}
@@ -111,10 +114,13 @@ async def export(args: argparse.Namespace) -> int:
                 )
             note = f"recording truncated after record {len(frames) - 1} (call did not end cleanly)"
         if fmt == "ogg":
-            await asyncio.to_thread(write_ogg_file, out, frames)
+            codec = contents.header.codec  # mu-law (media streams) is transcoded to Opus
+            await asyncio.to_thread(lambda: write_ogg_file(out, as_opus(frames, codec)))
         else:
             budget = silence_budget_s(call.started_at, call.ended_at, datetime.now(UTC))
-            await asyncio.to_thread(write_wav_file, out, frames, max_silence_s=budget)
+            await asyncio.to_thread(
+                write_wav_file, out, frames, max_silence_s=budget, codec=contents.header.codec
+            )
         result = {
             "call_id": args.call_id,
             "track": args.track,

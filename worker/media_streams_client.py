@@ -80,7 +80,9 @@ async def stream_call(
     send_stop: bool = True,
     call_sid: str | None = None,
 ) -> dict[str, Any]:
-    """Send `tracks` (48 kHz int16, at most 2) as one media stream; returns what was sent and how it ended."""
+    """Send `tracks` (48 kHz int16, at most 2) as one media stream; returns what was sent and how it ended.
+
+    `send_stop=False` hangs up instead: the socket is closed without `stop` (no call id comes back then)."""
     if not 1 <= len(tracks) <= len(TRACKS):
         raise MediaStreamsClientError(f"a media stream carries 1 or 2 tracks, the fixture has {len(tracks)}")
     names = TRACKS[: len(tracks)]
@@ -133,6 +135,8 @@ async def stream_call(
                     )
                 )
             reason = ""
+            if not send_stop:  # the provider hangs up: the socket closes without `stop`
+                await ws.close()
             async with asyncio.timeout(CLOSE_WAIT_S):
                 while not ws.closed:
                     msg = await ws.receive()
