@@ -18,9 +18,9 @@ Beside the dev corpus, two reports on lines the rules were not tuned on (`--no-h
   tests/data/redaction_gen_heldout.jsonl): exact lines, lines that leak any letter or digit of an
   entity, lines that lose a letter or digit outside every entity (over-redacted), recall per family
   (entities fully covered), and the speed-up vs Presidio on these lines, same run;
-* real tiny.en output of espeak-ng speech (tests/data/redaction_asr.jsonl,
-  scripts/make_redaction_asr_corpus.py): lines where any PHI value survives, by the checks of
-  tests/test_redact_asr.py, and lines that lose a `keep` item.
+* real tiny.en output of espeak-ng speech (tests/data/redaction_asr.jsonl, and redaction_asr_voices.jsonl:
+  issue 14's families in six voices; scripts/make_redaction_asr_corpus.py): lines where any PHI value
+  survives, by the checks of tests/test_redact_asr.py, and lines that lose a `keep` item.
 """
 
 from __future__ import annotations
@@ -44,7 +44,10 @@ from redact import compiled, redact_text  # noqa: E402 - after the sys.path line
 
 DEFAULT_CORPUS = ROOT / "tests" / "data" / "redaction_dev.jsonl"
 HELDOUT = ROOT / "tests" / "data" / "redaction_gen_heldout.jsonl"
-ASR_CORPUS = ROOT / "tests" / "data" / "redaction_asr.jsonl"
+ASR_CORPORA = (
+    ROOT / "tests" / "data" / "redaction_asr.jsonl",
+    ROOT / "tests" / "data" / "redaction_asr_voices.jsonl",  # issue 14's families, six voices
+)
 RESULTS = ROOT / "benchmarks" / "results"
 REPEAT = 20  # timed passes over the corpus per redactor, interleaved; the best pass is reported (noisy hosts)
 PRESIDIO_VERSION = "2.2.366"
@@ -313,13 +316,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {tag:24s} " + " / ".join(f"{r['per_tag'][tag]:6.1%}" for r in results))
     if not args.no_heldout:
         summary["heldout"] = heldout_report(named, args.repeat, args.clock)
-        summary["asr"] = evaluate_asr(redact_text, load(ASR_CORPUS))
-        asr = summary["asr"]
-        print(
-            f"ASR corpus ({asr['lines']} lines, {asr['phi_items']} PHI items,"
-            f" voices {', '.join(asr['voices'])}):"
-            f" {len(asr['leaked_lines'])} lines leak PHI, {len(asr['keep_lost_lines'])} lose a keep item"
-        )
+        summary["asr"] = {}
+        for path in ASR_CORPORA:
+            summary["asr"][path.name] = asr = evaluate_asr(redact_text, load(path))
+            print(
+                f"ASR corpus {path.name} ({asr['lines']} lines, {asr['phi_items']} PHI items,"
+                f" voices {', '.join(asr['voices'])}): {len(asr['leaked_lines'])} lines leak PHI"
+                f" {asr['leaked_lines']}, {len(asr['keep_lost_lines'])} lose a keep item"
+            )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "redaction.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     plot(results, args.out / "redaction.png")

@@ -123,6 +123,22 @@ def cue_index(text: str, lower: str | None = None) -> list[tuple[int, int, Cue]]
     return out
 
 
+class LazyCues:
+    """`cue_index(text)`, computed on first use: most lines with numbers hold none long enough for an
+    entity, and then no cue is needed."""
+
+    __slots__ = ("_value", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._value: list[tuple[int, int, Cue]] | None = None
+
+    def get(self) -> list[tuple[int, int, Cue]]:
+        if self._value is None:
+            self._value = cue_index(self.text)
+        return self._value
+
+
 def nearest_cue(
     text: str, start: int, floor: int = 0, index: list[tuple[int, int, Cue]] | None = None
 ) -> Cue | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import re
 
-from redact.context import WINDOW, Cue
+from redact.context import WINDOW, Cue, LazyCues
 from redact.numbers import Group, Link, gap_link
 from redact.phone import EXTENSION_RE
 from redact.spans import Span
@@ -136,12 +136,13 @@ def _cue_before(start: int, spans: list[Span], cues: list[tuple[int, int, Cue]])
     return last
 
 
-def fail_closed(text: str, groups: list[Group], spans: list[Span], cues: list[tuple[int, int, Cue]]) -> bool:
+def fail_closed(text: str, groups: list[Group], spans: list[Span], lazy: LazyCues) -> bool:
     """Add spans for runs of linked groups no rule took (see `_label`), in place; True if any changed."""
     left = [g for g in groups if (g.soft or not g.blocked) and not _inside(g, spans)]
     if not left or (not spans and sum(len(g.digits) for g in left) < 7):
         return False  # every open group is inside an entity, or what is left is too short for one
     parts = _uncovered(groups, spans) if spans else groups
+    cues = lazy.get()
     changed = False
     k, n = 0, len(parts)
     while k < n:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 
 from redact.card import is_card, luhn_valid
-from redact.context import Cue, cue_index, nearest_cue
+from redact.context import Cue, LazyCues, nearest_cue
 from redact.fallback import counting, fail_closed
 from redact.numbers import Group, Link, group
 from redact.phone import EXTENSION_RE, SERVICE_CODES, is_phone
@@ -20,6 +20,7 @@ from redact.spans import Span
 from redact.ssn import is_ssn
 
 MAX_GROUPS = 19  # a card read one digit per comma
+MAX_DIGITS = 19  # no entity is longer (a card; an international phone has at most 17 with its prefix)
 
 
 def _digit_by_digit(digits: str, cue: Cue | None) -> bool:
@@ -60,7 +61,7 @@ def _classify(seq: Sequence[Group], cue: Cue | None) -> str | None:
     return None
 
 
-def _split_written(text: str, g: Group, floor: int, cues: list[tuple[int, int, Cue]]) -> list[Span]:
+def _split_written(text: str, g: Group, floor: int, cues: LazyCues) -> list[Span]:
     """A written group that is no entity as a whole ("0 0000000000", "12 4111111111111111") may still hold
     a 10-digit or Luhn-valid run that must not survive: segment it again, one token per group."""
     if len(g.tokens) < 2 or max((len(t.digits) for t in g.tokens if not t.spoken), default=0) < 10:
@@ -76,9 +77,7 @@ def _split_written(text: str, g: Group, floor: int, cues: list[tuple[int, int, C
     return _segment(text, parts, floor, cues, split=False)
 
 
-def _segment(
-    text: str, groups: list[Group], floor: int, cues: list[tuple[int, int, Cue]], *, split: bool
-) -> list[Span]:
+def _segment(text: str, groups: list[Group], floor: int, cues: LazyCues, *, split: bool) -> list[Span]:
     spans: list[Span] = []
     i, n = 0, len(groups)
     while i < n:
@@ -86,14 +85,20 @@ def _segment(
             i += 1
             continue
         last = i
+        size = len(groups[i].digits)
         while (
             last + 1 < n
             and last - i < MAX_GROUPS - 1
             and groups[last].link is not Link.BREAK
             and not groups[last + 1].blocked
+            and size + len(groups[last + 1].digits) <= MAX_DIGITS
         ):
             last += 1
-        cue = nearest_cue(text, groups[i].start, floor, cues)
+            size += len(groups[last].digits)
+        if size < 7:  # no entity is this short, nor any run `_split_written` looks for
+            i += 1
+            continue
+        cue = nearest_cue(text, groups[i].start, floor, cues.get())
         for j in range(last, i - 1, -1):
             label = _classify(groups[i : j + 1], cue)
             if label is not None:
@@ -128,7 +133,7 @@ def find_numeric(text: str, matches: list[re.Match[str]] | None = None) -> list[
     open_digits = sum(len(g.digits) for g in groups if not g.blocked or g.soft)
     if open_digits < 7:  # times, doses, "press 2", "room 214": no entity is this short
         return []
-    cues = cue_index(text)
+    cues = LazyCues(text)
     spans = _segment(text, list(groups), 0, cues, split=True)
     if fail_closed(text, groups, spans, cues):
         spans.sort(key=lambda s: s.start)

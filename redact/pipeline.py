@@ -48,17 +48,19 @@ _MIN_DIGITS = 7
 
 
 # A spoken address ends in ".com"/"dot com" (a known TLD); a written one has an "@".
-_TLD_HINT_RE = re.compile(rf"(?:\.|\bdot\s+)(?:{TLDS})\b")
+# Led by a character class, so the engine skips to a "." or "d" instead of trying every position.
+_TLD_HINT_RE = re.compile(rf"[.d](?:(?<=\.)|(?<![a-z]d)(?<=d)ot\s+)(?:{TLDS})\b")
 
 
 def _has_email_hint(lowered: str) -> bool:
     if "@" in lowered:
         return True
+    tld = _TLD_HINT_RE.search(lowered) is not None
     if " at " in lowered or lowered.startswith("at "):
-        if _TLD_HINT_RE.search(lowered) is not None or PROVIDER_HINT_RE.search(lowered) is not None:
+        if tld or PROVIDER_HINT_RE.search(lowered) is not None:
             return True
     # "weren't yahoo.com": a webmail domain without its "at"
-    return WEBMAIL_HINT_RE.search(lowered) is not None and _TLD_HINT_RE.search(lowered) is not None
+    return tld and WEBMAIL_HINT_RE.search(lowered) is not None
 
 
 _DOT_WORD_RE = re.compile(r"\.\w")
