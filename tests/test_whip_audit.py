@@ -54,3 +54,24 @@ def test_denied_whip_attempts_and_call_start_end_are_audited(tmp_path: Path) -> 
     assert mine.index(("call.start", "ok")) < mine.index(("call.end", "ok"))
     assert ("whip.delete", "allowed") in mine  # the client's DELETE names the call it ends
     assert run_cli(["audit", "verify", "--json"], srv.env, check=False).returncode == 0
+
+
+async def test_delete_of_another_organisations_call_is_denied_in_the_audit_and_404(tmp_path: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from tests.api_support import ORG, OTHER_ORG, open_api
+    from worker.access import Role
+    from worker.http_app import build_app
+    from worker.webrtc import Calls, WebRtcConfig
+
+    async with open_api(tmp_path) as api:
+        foreign = await api.ctx.engine.start_call(org_id=OTHER_ORG, source="whip", call_id="foreign-live")
+        async with Calls(api.ctx.engine, WebRtcConfig(loopback_only=True)) as calls:
+            async with TestClient(TestServer(build_app(api.ctx, calls))) as client:
+                resp = await client.delete("/whip/foreign-live", headers=api.auth(Role.ADMIN, org=ORG))
+                assert resp.status == 404 and await resp.text() == "unknown call\n"
+        await foreign.finish("ended", "test over")
+        entries = [e for e in await api.audit_tail(0) if e["action"] == "whip.delete"]
+    assert [(e["resource"], e["outcome"], e["details"]) for e in entries] == [
+        ("call/foreign-live", "denied", {"reason": "call of another organisation"})
+    ]

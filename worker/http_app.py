@@ -70,15 +70,24 @@ def _whip_authorizer(ctx: AppContext):  # type: ignore[no-untyped-def]
             )
             raise Unauthorized(reason) from None
         decision = check(p, Permission.CONFIGURE_AGENTS)
+        allowed, reason = decision.allowed, decision.reason
+        live = (
+            ctx.engine.get_call(request.match_info.get("call_id", ""))
+            if "call_id" in request.match_info
+            else None
+        )
+        foreign = allowed and live is not None and live.info.org_id != p.org_id
+        if foreign:  # denied and audited, but answered 404 by the handler as an unknown call would be
+            allowed, reason = False, "call of another organisation"
         await ctx.security.audit.append(
             actor_of(p),
             action,
             resource,
-            "allowed" if decision.allowed else "denied",
-            details=None if decision.allowed else {"reason": decision.reason},
+            "allowed" if allowed else "denied",
+            details=None if allowed else {"reason": reason},
         )
-        if not decision.allowed:
-            raise Unauthorized(decision.reason)
+        if not allowed and not foreign:
+            raise Unauthorized(reason)
         request[WHIP_PRINCIPAL] = p
         return Principal(subject=p.user_id, org_id=p.org_id)
 
