@@ -643,16 +643,19 @@ class Call:
         received = sealed = lost = utts = failed = 0
         duration = 0.0
         try:
+            # Every recording first: a slow database must not take the time the last audio needs.
             for st in self._tracks:
-                dur = max(0.0, (st.last_ts + FRAME_SAMPLES) / SAMPLE_RATE)
-                duration = max(duration, dur)
-                n_sealed = 0
                 if st.sealer is not None:
                     try:
                         async with asyncio.timeout_at(_loop_time(end_by)):
                             await st.sealer.close()
                     except Exception as exc:  # disk full or too slow at the end: what reached the disk stays
                         self.fail_storage(exc)
+            for st in self._tracks:
+                dur = max(0.0, (st.last_ts + FRAME_SAMPLES) / SAMPLE_RATE)
+                duration = max(duration, dur)
+                n_sealed = 0
+                if st.sealer is not None:
                     n_sealed = st.sealer.sealed
                     if self.storage_failure is not None:
                         # Only frames known durable count as sealed; the rest are lost (invariant 3).
