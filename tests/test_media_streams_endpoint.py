@@ -24,6 +24,7 @@ from storage.factory import memory_stores
 from storage.keys import LocalKeyFile, track_key_context
 from tests.support import FIXTURES
 from worker.access import Role
+from worker.admission import AdmissionConfig
 from worker.app_context import AppContext
 from worker.engine import Engine, EngineConfig
 from worker.http_app import build_app
@@ -49,7 +50,9 @@ class App:
 
 
 @asynccontextmanager
-async def open_app(tmp_path: Path, script: list[str], **webrtc: Any) -> AsyncIterator[App]:
+async def open_app(
+    tmp_path: Path, script: list[str], admission: AdmissionConfig | None = None, **webrtc: Any
+) -> AsyncIterator[App]:
     keys = LocalKeyFile(tmp_path / "keys" / "kek.json")
     audit = AuditLog.in_data_dir(tmp_path / "data", key_path=tmp_path / "keys" / "audit.key")
     issuer = LocalIssuer(tmp_path / "keys" / "issuer.key", issuer=LOCAL_ISSUER, audience="converse-worker")
@@ -70,7 +73,7 @@ async def open_app(tmp_path: Path, script: list[str], **webrtc: Any) -> AsyncIte
     token = issuer.issue("admin-user", "admin@example.org", ORG, Role.ADMIN, ["otp", "mfa"])
     try:
         async with Calls(engine, WebRtcConfig(loopback_only=True, **webrtc)) as calls:
-            async with TestClient(TestServer(build_app(ctx, calls))) as client:
+            async with TestClient(TestServer(build_app(ctx, calls, admission))) as client:
                 yield App(client, ctx, calls, keys, token)
     finally:
         await sched.aclose()
@@ -225,3 +228,19 @@ def test_track_speech_decodes_mulaw_to_the_same_timeline() -> None:
     utts = [e for e in by_codec if type(e).__name__ == "Utterance"]
     assert utts and by_codec == by_pcm
     assert 0.0 <= utts[0].start < utts[-1].end <= 4.5
+
+
+async def test_failed_authentications_and_offers_are_rate_limited(tmp_path: Path) -> None:
+    """The admission gate guards the upgrade like `POST /whip`: 401s use up the IP's failure bucket."""
+    cfg = AdmissionConfig(auth_failures_per_s=0.001, auth_failure_burst=2, offers_per_s=0.001, offer_burst=5)
+    async with open_app(tmp_path, ["x"], admission=cfg) as app:
+        statuses = []
+        for _ in range(4):
+            resp = await app.client.get("/media-streams?token=wrong-token-wrong-token")
+            statuses.append(resp.status)
+            await resp.release()
+        assert statuses == [401, 401, 429, 429]
+        entries = await app.ctx.security.audit.entries(0, 100)
+        assert (
+            len([e for e in entries if e["action"] == "media-streams.authenticate"]) == 2
+        )  # 429s cost nothing

@@ -280,7 +280,7 @@ def gauge_value(registry: CollectorRegistry, name: str) -> Callable[[], int]:
 
 
 def _guarded(path: str) -> bool:
-    return path == "/whip" or path.startswith(("/whip/", "/v1/"))
+    return path in ("/whip", "/media-streams") or path.startswith(("/whip/", "/v1/"))
 
 
 def admission_middleware(admission: Admission) -> Middleware:
@@ -293,7 +293,9 @@ def admission_middleware(admission: Admission) -> Middleware:
         if not _guarded(request.path):
             return await handler(request)
         ip = request.remote or "unknown"
-        refusal = admission.before(ip, offer=request.method == "POST" and request.path == "/whip")
+        # a new call: a WHIP offer or a media stream (telephony) upgrade
+        offer = (request.method, request.path) in (("POST", "/whip"), ("GET", "/media-streams"))
+        refusal = admission.before(ip, offer=offer)
         if refusal is not None:
             return web.Response(
                 status=refusal.status,
