@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def test_hostile_input_is_400_not_500(tmp_path: Path) -> None:
             "/v1/calls/abc/tracks/\u00b9/recording",
             "/v1/calls/\u00b2\u00b3",
         ):
-            status, text = _send(srv.url + urllib.request.quote(path))
+            status, text = _send(srv.url + urllib.parse.quote(path))
             assert status == 400, (path, status, text)
         deep = b"[" * 200_000
         status, text = _send(srv.url + "/v1/settings", "PUT", deep, **{"Content-Type": "application/json"})
