@@ -75,3 +75,27 @@ async def test_delete_of_another_organisations_call_is_denied_in_the_audit_and_4
     assert [(e["resource"], e["outcome"], e["details"]) for e in entries] == [
         ("call/foreign-live", "denied", {"reason": "call of another organisation"})
     ]
+
+
+async def test_whip_fails_closed_when_the_audit_log_is_down(tmp_path: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from tests.api_support import open_api
+    from worker.access import Role
+    from worker.http_app import build_app
+    from worker.webrtc import Calls, WebRtcConfig
+
+    async with open_api(tmp_path) as api:
+
+        async def broken(*args: Any, **kw: Any) -> int:
+            raise OSError("disk full")
+
+        api.ctx.security.audit.append = broken  # type: ignore[method-assign]  # an outage, for this test
+        async with Calls(api.ctx.engine, WebRtcConfig(loopback_only=True)) as calls:
+            async with TestClient(TestServer(build_app(api.ctx, calls))) as client:
+                sdp = {"Content-Type": "application/sdp"}
+                for headers in ({**sdp, **api.auth(Role.ADMIN)}, {**sdp, "Authorization": "Bearer nope"}):
+                    resp = await client.post("/whip", data=b"v=0", headers=headers)
+                    assert resp.status == 503 and await resp.text() == "audit log unavailable\n"
+                    assert resp.headers["Retry-After"] == "10"
+            assert len(calls) == 0

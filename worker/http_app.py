@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -24,7 +25,15 @@ from worker.identity import IdentityError
 from worker.media_streams import media_streams_routes
 from worker.security import actor_of
 from worker.webrtc import Calls
-from worker.whip import STATIC, Principal, Unauthorized, WhipLimits, demo_routes, whip_routes
+from worker.whip import (
+    STATIC,
+    AuthUnavailable,
+    Principal,
+    Unauthorized,
+    WhipLimits,
+    demo_routes,
+    whip_routes,
+)
 
 log = structlog.get_logger("worker.http")
 
@@ -53,6 +62,15 @@ def _whip_authorizer(ctx: AppContext):  # type: ignore[no-untyped-def]
     peer IP), the decision as `whip.post` / `whip.delete` naming the call for a DELETE.
     """
 
+    async def audit(
+        actor: Actor, action: str, resource: str, outcome: str, details: dict[str, Any] | None
+    ) -> None:
+        try:
+            await ctx.security.audit.append(actor, action, resource, outcome, details=details)
+        except Exception as exc:  # fail closed: no entry, no call (answered 503)
+            log.error("audit_append_failed", action=action, error=type(exc).__name__)
+            raise AuthUnavailable("audit log unavailable") from None
+
     async def authorize(request: web.Request) -> Principal:
         header = request.headers.get("Authorization")
         action = f"whip.{request.method.lower()}"
@@ -61,7 +79,7 @@ def _whip_authorizer(ctx: AppContext):  # type: ignore[no-untyped-def]
             p = ctx.security.authenticator.authenticate(header, request.remote)
         except IdentityError as exc:
             reason = str(exc).splitlines()[0] if str(exc) else "authentication failed"
-            await ctx.security.audit.append(
+            await audit(
                 Actor(user_id="anonymous", ip=request.remote),
                 "whip.authenticate",
                 resource,
@@ -79,7 +97,7 @@ def _whip_authorizer(ctx: AppContext):  # type: ignore[no-untyped-def]
         foreign = allowed and live is not None and live.info.org_id != p.org_id
         if foreign:  # denied and audited, but answered 404 by the handler as an unknown call would be
             allowed, reason = False, "call of another organisation"
-        await ctx.security.audit.append(
+        await audit(
             actor_of(p),
             action,
             resource,

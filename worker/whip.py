@@ -35,6 +35,7 @@ from worker.webrtc import HANGUP, AtCapacityError, Calls, DrainingError, OfferEr
 __all__ = [
     "SFRAME_KEYS_HEADER",
     "SFRAME_SUITE_HEADER",
+    "AuthUnavailable",
     "Authorize",
     "Principal",
     "SFrameHeaderError",
@@ -90,6 +91,11 @@ class Principal:
 
 class Unauthorized(Exception):
     """Raised by an `Authorize` callable; the message is returned to the client (one line, no secrets)."""
+
+
+class AuthUnavailable(Exception):
+    """Raised by an `Authorize` callable that cannot decide or record its decision (the audit log is
+    down): the request is refused with 503, fail closed."""
 
 
 Authorize = Callable[[web.Request], Principal | Awaitable[Principal]]
@@ -238,6 +244,8 @@ class WhipHandlers:
             principal = await self._principal(request)
         except Unauthorized as exc:
             return _reason(401, str(exc), {"WWW-Authenticate": "Bearer"})
+        except AuthUnavailable as exc:
+            return self._unavailable(str(exc))
         if request.content_type != SDP:
             return _reason(415, f"Content-Type must be {SDP}")
         if self.calls.draining:
@@ -297,6 +305,8 @@ class WhipHandlers:
             principal = await self._principal(request)
         except Unauthorized as exc:
             return _reason(401, str(exc), {"WWW-Authenticate": "Bearer"})
+        except AuthUnavailable as exc:
+            return self._unavailable(str(exc))
         call_id = request.match_info["call_id"]
         call = self.calls.get(call_id)
         if call is None or call.org_id != principal.org_id:  # another org's call is as unknown as none
