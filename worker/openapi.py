@@ -332,6 +332,22 @@ def _other_paths() -> dict[str, dict[str, Schema]]:
                 },
             }
         },
+        "/media-streams": {
+            "get": {
+                "operationId": "mediaStreams",
+                "summary": "Media Streams WebSocket (telephony, 8 kHz mu-law); the call starts",
+                "x-permission": Permission.CONFIGURE_AGENTS.value,  # worker.media_streams
+                "x-mfa": False,
+                "security": [],  # the token travels in the URL or the stream's start message, not a header
+                "parameters": [
+                    {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "101": {"description": "WebSocket: connected, start, media, mark, stop (docs/api.md)"},
+                    **{code: plain_err for code in ("401", "403", "429", "503")},
+                },
+            }
+        },
         "/healthz": {
             "get": {
                 "operationId": "healthz",
