@@ -36,3 +36,10 @@ def test_bad_variables_header_is_refused_without_echoing_it(raw: str) -> None:
     message = str(err.value)
     assert message.startswith("Converse-Call-Variables: ") and "\n" not in message
     assert "Jane" not in message and raw not in message
+
+
+@pytest.mark.parametrize("depth", [1000, 5000])
+def test_deeply_nested_variables_header_is_a_header_error(depth: int) -> None:
+    raw = base64.urlsafe_b64encode(b"[" * depth + b"]" * depth).rstrip(b"=").decode()
+    with pytest.raises(SFrameHeaderError, match=r"^Converse-Call-Variables: "):
+        parse_variables_header(raw)
