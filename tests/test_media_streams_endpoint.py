@@ -184,6 +184,10 @@ async def test_capacity_is_shared_and_draining_refuses(tmp_path: Path) -> None:
             await asyncio.sleep(0.2)
             resp = await app.client.get(f"/media-streams?token={app.token}")
             assert resp.status == 503 and (await resp.text()) == "at capacity (1 calls)\n"
+            ready = await app.client.get("/readyz")
+            body = await ready.json()
+            assert ready.status == 503 and body["reason"] == "at capacity"
+            assert (body["media_streams"], body["active_calls"]) == (1, 1)
             await ws.send_str(STOP)
             await closed(ws)
         drain = asyncio.create_task(app.calls.drain(5))

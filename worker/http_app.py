@@ -210,10 +210,12 @@ def build_app(
         if calls.draining:
             ok, reason = False, "draining"
         cap = calls.capacity()  # connected and half-open sessions, each against its own budget
-        if ok and cap["connected_calls"] >= cap["max_calls"]:
+        cap["media_streams"] = len(streams)  # telephony calls share max_calls with connected WebRTC calls
+        if ok and cap["connected_calls"] + cap["media_streams"] >= cap["max_calls"]:
             ok, reason = False, "at capacity"
+        active = len(calls) + len(streams)
         return web.json_response(
-            {"ready": ok, "reason": reason, "active_calls": len(calls), **cap}, status=200 if ok else 503
+            {"ready": ok, "reason": reason, "active_calls": active, **cap}, status=200 if ok else 503
         )
 
     async def metrics(request: web.Request) -> web.Response:
@@ -246,5 +248,5 @@ def build_app(
         )
     )
     app.add_routes(api_routes(ctx))
-    media_streams_routes(app, ctx, calls)  # GET /media-streams (telephony), capacity shared with calls
+    streams = media_streams_routes(app, ctx, calls)  # GET /media-streams: telephony, shares max_calls
     return app
