@@ -208,7 +208,17 @@ async def test_binary_and_bad_format_close_with_reason(tmp_path: Path) -> None:
             await ws.send_str(start({}).replace("audio/x-mulaw", "audio/l16"))
             code, reason = await closed(ws)
         assert (code, reason) == (1008, "start: mediaFormat.encoding must be audio/x-mulaw")
-        assert len(await app.ctx.stores.transcripts.list_calls(ORG)) == 1  # the refused start made no call
+        async with app.client.ws_connect("/media-streams") as ws:
+            await ws.send_str(start({"token": "wrong-token-wrong-token"}))
+            assert await closed(ws) == (1008, "token invalid")
+        viewer = app.ctx.security.issuer.issue("v", "v@example.org", ORG, Role.VIEWER, ["otp", "mfa"])
+        resp = await app.client.get(f"/media-streams?token={viewer}")
+        assert resp.status == 403  # a valid identity without configure_agents
+        assert len(await app.ctx.stores.transcripts.list_calls(ORG)) == 1  # the refused streams made no call
+        entries = await app.ctx.security.audit.entries(0, 100)
+        outcomes = [(e["action"], e["outcome"]) for e in entries if e["action"].startswith("media-streams")]
+        assert outcomes[-2:] == [("media-streams.authenticate", "denied"), ("media-streams.start", "denied")]
+        assert "wrong-token" not in json.dumps(entries)
 
 
 def test_track_speech_decodes_mulaw_to_the_same_timeline() -> None:

@@ -231,9 +231,14 @@ class MediaStreams:
     ) -> None:
         variables = {k: v for k, v in started.custom_parameters.items() if k != TOKEN_PARAMETER}
         engine = self.ctx.engine
-        call = await engine.start_call(
-            org_id=principal.org_id, source=SOURCE, variables=variables, external_id=started.call_sid
-        )
+        try:
+            call = await engine.start_call(
+                org_id=principal.org_id, source=SOURCE, variables=variables, external_id=started.call_sid
+            )
+        except Exception as exc:  # the store is down: refused with a reason (store messages may hold paths)
+            log.error("media_stream_setup_failed", error=type(exc).__name__)
+            await _close(ws, WSCloseCode.TRY_AGAIN_LATER, "call setup failed")
+            return
         bound = log.bind(call_id=call.call_id)
         try:
             await self.ctx.security.audit.append(
@@ -263,6 +268,8 @@ class MediaStreams:
         finally:
             try:
                 await stream.flush(parser)  # what the reorder window still holds is the call's too
+            except _Ended:
+                pass  # the pipeline already refused a frame: the call ends with that reason
             except Exception as exc:
                 bound.error("media_stream_flush_failed", error=type(exc).__name__)
             summary = await asyncio.shield(call.finish(status, reason))
