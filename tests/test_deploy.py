@@ -42,7 +42,7 @@ BASE_IMAGE = "python:3.11-slim-bookworm"
 SETTING_ENVS = {s.env: s for s in SETTINGS}
 SECRET_ENVS = {s.env for s in SETTINGS if s.secret} | {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 # Non-secret settings the ConfigMap may leave unset (documented: unset means the bundled model).
-CONFIGMAP_OPTIONAL = {"CONVERSE_MODEL_PATH"}
+CONFIGMAP_OPTIONAL = {"CONVERSE_MODEL_PATH", "CONVERSE_POD_ID"}  # the pod id: from the pod's name
 PLACEHOLDER = "REPLACE_ME"
 
 
