@@ -52,11 +52,17 @@ _MIN_DIGITS = 7
 _TLD_HINT_RE = re.compile(rf"[.d](?:(?<=\.)|(?<![a-z]d)(?<=d)ot\s+)(?:{TLDS})\b")
 
 
+_WEBMAIL_WORDS = ("mail", "yahoo", "outlook", "aol", "cloud", "comcast")  # what WEBMAIL_HINT_RE looks for
+
+
 def _has_email_hint(lowered: str) -> bool:
     if "@" in lowered:
         return True
+    at = " at " in lowered or lowered.startswith("at ")
+    if not at and not any(w in lowered for w in _WEBMAIL_WORDS):
+        return False
     tld = _TLD_HINT_RE.search(lowered) is not None
-    if " at " in lowered or lowered.startswith("at "):
+    if at:
         if tld or PROVIDER_HINT_RE.search(lowered) is not None:
             return True
     # "weren't yahoo.com": a webmail domain without its "at"
