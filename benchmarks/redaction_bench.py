@@ -145,7 +145,7 @@ def evaluate(name: str, redact: Redact, rows: list[dict[str, Any]], best: float)
 def evaluate_heldout(redact: Redact, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Exact, leaked and over-redacted lines and per-family recall on generated lines (see
     `phi_grammar.score`)."""
-    from benchmarks.phi_grammar import removed, score
+    from phi_grammar import removed, score  # a sibling script, like `common` in the other benchmarks
 
     fam: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0])  # lines exact leaked over ents hit
     leaked_ids, over_ids = [], []
