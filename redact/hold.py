@@ -25,6 +25,7 @@ Result = tuple[str, dict[str, int]]
 HOLD_S = 2.0  # how long a final may wait for the next one on its track
 MAX_PIECES = 3  # finals redacted as one text at most (bounds the wait to MAX_PIECES * HOLD_S)
 CONTINUE_S = 10.0  # how long a stored final stays the left side of a continuation
+TAIL_WINDOW = 200  # characters of an utterance's end searched for an open entity (the longest is ~100)
 
 _PLACEHOLDER = re.compile(r"\[[A-Z][A-Z_]*\]")
 _TRAIL = re.compile(r"[\s.,;:!?\u2026]+$")
@@ -35,7 +36,7 @@ _DIGIT_WORDS = (
     "sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|"
     "double|triple"
 )
-_NUM = rf"(?:\d[\d\-./]*|(?:{_DIGIT_WORDS})\b)"
+_NUM = rf"(?:\d+(?:[./]\d+)*|(?:{_DIGIT_WORDS})\b)"  # "-" only between tokens: no ambiguous backtracking
 _NUM_RUN = rf"{_NUM}(?:[\s,\-]+{_NUM})*"
 _NUM_TAIL = re.compile(rf"(?<![\w\]])(?:\+\s*)?{_NUM_RUN}$", re.IGNORECASE)
 _NUM_HEAD = re.compile(rf"^(?:\+\s*)?{_NUM_RUN}(?![\w\[])", re.IGNORECASE)
@@ -46,7 +47,7 @@ _NUMBER_CUE = re.compile(
 )
 _CARD_CUE = re.compile(r"\b(?:card|visa|mastercard|amex|credit|debit)\b", re.IGNORECASE)
 
-_WORD = r"[a-z0-9][a-z0-9'_\-]*"
+_WORD = r"[a-z0-9][a-z0-9'\-]*"  # no '.' or '_': those are _JOIN's (no ambiguous backtracking)
 _JOIN = r"(?:\s+(?:dot|underscore|dash|hyphen)\s+|[._])"
 _NAME_DOT_NAME = rf"{_WORD}(?:{_JOIN}{_WORD})+"
 _CONNECTOR = r"(?:at|dot|underscore|dash|hyphen|@|\.|_)"
@@ -82,6 +83,11 @@ _EMAIL_HEAD = re.compile(
     rf"(?:\s*(?:at|@)\s*{_WORD}(?:{_JOIN}{_WORD})*)?",
     re.IGNORECASE,
 )
+# "at northfield clinic.org": a domain after "at" (several words, as the ASR writes them); alone, the rules
+# read it as a web address and keep it, so it is over-redacted whatever came before.
+_DOMAIN_HEAD = re.compile(
+    rf"^(?:at\b|@)\s*(?:{_WORD}\s+){{0,3}}{_WORD}(?:\.|\s+dot\s+)(?:{_TLDS})\b", re.IGNORECASE
+)
 _CONTINUES = re.compile(
     rf"^(?:(?:dot|underscore|dash|hyphen)\b|[._]|(?:at\b|@)\s*(?:(?:{_PROVIDERS})\b|{_WORD}{_JOIN})|"
     rf"(?:{_TLDS})\b|(?:{_PROVIDERS})\b|{_WORD}(?:\.|\s+dot\s+)(?:{_TLDS})\b)",
@@ -106,28 +112,38 @@ def _number_label(text: str, digits: int) -> str:
     return "CARD" if _CARD_CUE.search(text) or digits >= 13 else "PHONE"
 
 
+def _tail_in(pattern: re.Pattern[str], body: str) -> re.Match[str] | None:
+    return pattern.search(body, max(0, len(body) - TAIL_WINDOW))
+
+
 def open_tail(text: str) -> Tail | None:
     """The part of `text`'s end that may be the first half of an entity, or None if its end is closed."""
     body = _TRAIL.sub("", text)
     if not body:
         return None
-    m = _NUM_TAIL.search(body)
+    # The `$`-anchored searches run on the last TAIL_WINDOW characters: linear time on any text.
+    m = _tail_in(_NUM_TAIL, body)
     if m is not None:
         n = _digits_in(m.group())
         year = re.fullmatch(r"(?:19|20)\d\d", m.group()) is not None  # "back in 2019."
-        if (n >= 3 and not year) or (n >= 1 and _NUMBER_CUE.search(body)):
-            return Tail(m.start(), m.end(), _number_label(body, n))
+        cue = _NUMBER_CUE.search(body) is not None
+        if (n >= 3 and not year) or (n >= 1 and cue):
+            if cue or n >= 7:
+                return Tail(m.start(), m.end(), _number_label(body, n))
+            # "room 214", "LDL was 142": held, but not over-redacted at the bound. Fewer than 7 digits
+            # give no phone back, and a continuation's digits are over-redacted (`open_before`).
+            return Tail(m.end(), m.end(), "PHONE")
     question = text.rstrip().endswith("?")  # "what's your number?": the answer is the other speaker's
-    m = None if question else _NUMBER_LEAD_TAIL.search(body)
+    m = None if question else _tail_in(_NUMBER_LEAD_TAIL, body)
     if m is not None:
         return Tail(len(body), len(body), "PHONE")  # the whole entity is still to come
-    m = None if question else _EMAIL_LEAD_TAIL.search(body)
+    m = None if question else _tail_in(_EMAIL_LEAD_TAIL, body)
     if m is not None:
         span = m.group("span")
         if _STOP.search(span) or _PLACEHOLDER.search(body[m.start("span") :]):
             return None
         return Tail(m.start("span") + len(span) - len(span.lstrip()), m.end(), "EMAIL")
-    m = _EMAIL_TAIL.search(body)
+    m = _tail_in(_EMAIL_TAIL, body)
     if m is not None:
         span = m.group()
         has_at = re.search(r"(?:\s|^)at\b|@", span, re.IGNORECASE) is not None
@@ -155,11 +171,23 @@ def continuation_head(text: str) -> Tail | None:
     m = _NUM_HEAD.match(body)
     if m is not None:
         return Tail(off, off + m.end(), _number_label(body, _digits_in(m.group())))
+    m = _DOMAIN_HEAD.match(body)
+    if m is not None:
+        return Tail(off, off + m.end(), "EMAIL")
     if _CONTINUES.match(body):
         m = _EMAIL_HEAD.match(body)
         end = m.end() if m is not None else 0
         return Tail(off, off + end, "EMAIL")
     return None
+
+
+def _head_unsafe(text: str, stored: tuple[str, bool] | None) -> bool:
+    """Whether the head of `text` is over-redacted if still readable: the final it continues ended open
+    (and was over-redacted), or the head is a domain after "at"."""
+    if stored is not None and stored[1]:
+        return True
+    lead = _LEAD.match(text)
+    return _DOMAIN_HEAD.match(text[lead.end() if lead else 0 :]) is not None
 
 
 def starts_continuation(text: str) -> bool:
@@ -391,7 +419,7 @@ class TrackHold:
             Batch(
                 (piece,),
                 stored=stored[0] if stored else None,
-                open_before=bool(stored and stored[1]),
+                open_before=_head_unsafe(piece.raw, stored),
             )
         )
         return out
@@ -429,7 +457,7 @@ class TrackHold:
         return Batch(
             chain,
             stored=stored[0] if stored else None,
-            open_before=bool(stored and stored[1]),
+            open_before=_head_unsafe(chain[0].raw, stored),
             open_after=open_after,
             held=True,
         )

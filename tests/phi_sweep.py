@@ -122,6 +122,40 @@ def scan_text(text: str, needles: PhiNeedles, windows: Mapping[str, str] | None 
     return found
 
 
+def _as_written(stream: str) -> str:
+    """A transcript as an address reader sees it: the cuts' punctuation gone, spoken "at"/"dot" written."""
+    s = re.sub(r"[,.!?;:]+(?=\s|$)", "", stream.lower())
+    s = re.sub(r"\s+", " ", s)
+    s = re.sub(r"\s*\b(?:dot|period)\b\s*", ".", s)
+    s = re.sub(r"\s*(?:\bat\b|@)\s*", "@", s)
+    return re.sub(r"\s*\bunderscore\b\s*", "_", s)
+
+
+def stream_leaks(
+    stream: str, numbers: Iterable[str] = (), emails: Iterable[tuple[str, str]] = ()
+) -> list[str]:
+    """What a call's stored transcript, read as one text (`stream`), still gives back of its entities:
+    any 7-digit window of a PHI number (digits or spoken), or an email's domain or whole address
+    (`emails`: (local part, domain)) in written or spoken form, spaces or not. Labels, never values."""
+    nums = [n for n in numbers if n]
+    found: list[str] = []
+    if nums:  # also across the cuts' punctuation: "five five five, two one three. Four seven six two."
+        unpunctuated = re.sub(r"[,.!?;:]+(?=\s|$)", " ", stream)
+        found = list(
+            dict.fromkeys(
+                scan_text(stream, PhiNeedles.of(nums)) + scan_text(unpunctuated, PhiNeedles.of(nums))
+            )
+        )
+    norm = _as_written(stream)
+    squashed = norm.replace(" ", "")
+    for i, (local, domain) in enumerate(emails):
+        if domain.lower() in norm or domain.lower() in squashed:
+            found.append(f"email[{i}] domain")
+        if f"{local.lower()}@" in squashed:
+            found.append(f"email[{i}] address")
+    return found
+
+
 def opus_windows(payloads: Iterable[bytes], width: int = WINDOW) -> set[bytes]:
     """Every `width`-byte window of every payload that is irregular enough to prove a copy."""
     out: set[bytes] = set()

@@ -20,7 +20,7 @@ from redact.hold import (
     redact_batch,
     redact_joint,
 )
-from tests.phi_sweep import PhiNeedles, scan_text
+from tests.phi_sweep import stream_leaks
 
 
 def red(text: str) -> tuple[str, dict[str, int]]:
@@ -39,27 +39,9 @@ def whole_placeholders(text: str) -> bool:
     return not re.search(r"[\[\]]", _PLACEHOLDER.sub("", text))
 
 
-def _normal(stream: str) -> str:
-    """The stream as an address reader would see it: cuts' punctuation gone, spoken at/dot written."""
-    s = re.sub(r"[,.!?;:]+(?=\s|$)", "", stream.lower())
-    s = re.sub(r"\s+", " ", s)
-    s = re.sub(r"\s*\b(?:dot|period)\b\s*", ".", s)
-    s = re.sub(r"\s*(?:\bat\b|@)\s*", "@", s)
-    s = re.sub(r"\s*\b(?:underscore)\b\s*", "_", s)
-    return s
-
-
 def leaks(stream: str, phones: list[str], emails: list[tuple[str, str]]) -> list[str]:
     """What of the entities `stream` (the stored texts read in order) still gives back."""
-    found = scan_text(stream, PhiNeedles.of(phones)) if phones else []
-    norm = _normal(stream)
-    squashed = norm.replace(" ", "")
-    for local, domain in emails:
-        if domain in norm or domain in squashed:
-            found.append(f"domain {domain}")
-        if f"{local}@" in squashed:
-            found.append(f"address {local}")
-    return found
+    return stream_leaks(stream, phones, emails)
 
 
 # -- predicates ---------------------------------------------------------------------------------------
@@ -113,7 +95,15 @@ def test_closed_ends_commit_at_once(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["at example.org.", "At example dot org.", "dot com.", "Gmail dot com", "123 4567.", "example.org, yes"],
+    [
+        "at example.org.",
+        "At example dot org.",
+        "dot com.",
+        "Gmail dot com",
+        "123 4567.",
+        "example.org, yes",
+        "at Northfield Clinic.org",
+    ],
 )
 def test_continuation_heads(text: str) -> None:
     assert continuation_head(text) is not None
@@ -198,6 +188,16 @@ def test_bound_releases_the_held_final_with_its_tail_over_redacted() -> None:
     [late] = hold.final(piece("At example.org.", 1), 4.0)
     assert late.stored is not None and late.open_before and not late.held
     assert redact_batch(late) == [("[EMAIL].", {"EMAIL": 1})]
+
+
+def test_a_domain_after_at_is_over_redacted_even_after_a_closed_final() -> None:
+    """Seen on the real model: "Please write the reception." then "at Northfield Clinic.org"; the first
+    does not end open (no hold), and the rules alone read a several-word domain as a web address."""
+    hold = TrackHold(hold_s=2.0)
+    assert len(hold.final(piece("Please write the reception.", 0), 0.0)) == 1
+    [batch] = hold.final(piece("at Northfield Clinic.org", 1), 2.5)
+    [(text, counts)] = redact_batch(batch)
+    assert text == "[EMAIL]" and counts == {"EMAIL": 1}
 
 
 def test_chain_is_bounded() -> None:

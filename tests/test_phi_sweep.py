@@ -1,19 +1,23 @@
 """The PHI sweep (tests/phi_sweep.py): its own checks (fast), then a sweep after a real `serve` call of
 fixtures/call_phi with the real model (slow): data directory, the serve process's TMPDIR, key directory,
-the serve log and the `call` client's output must hold no PHI the fixture spoke and no clear Opus."""
+the serve log and the `call` client's output must hold no PHI the fixture spoke and no clear Opus. And
+the stream guarantee (invariant 2) on real speech: fixtures/call_split_phi pauses inside a phone number
+and two email addresses, so the VAD cuts each in two; replayed (real model, at full speed and in real
+time), the call's stored transcript read as one text must give none of them back."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.phi_sweep import PhiNeedles, export_payloads, opus_windows, scan_text, sweep
+from tests.phi_sweep import PhiNeedles, export_payloads, opus_windows, scan_text, stream_leaks, sweep
 from tests.serve_util import serve, start_call
-from tests.support import FIXTURES, json_lines, run_cli
+from tests.support import FIXTURES, cli_env, json_lines, run_cli
 
 NEEDLES = PhiNeedles.from_fixture(FIXTURES / "call_phi")
 
@@ -135,3 +139,53 @@ def test_short_names_in_ciphertext_are_not_hits() -> None:
     noise = b"\x93\x02doe\x00\xff" + b"\x81 said doe. \n"
     assert [h.split(" ")[0] for h in scan_text(noise.decode("latin-1"), NEEDLES)] == ["word[1]"]
     assert scan_text("\x93\x02doe\x00\xff", NEEDLES) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "leaks"),
+    [
+        ("Please write to reception. At example.org.", ["email[0] domain", "email[0] address"]),
+        ("Write to reception at example dot org", ["email[0] domain", "email[0] address"]),
+        ("My number is five five five, two one three. Four seven six two.", ["digits[0] digits"]),
+        ("Please write to. [EMAIL]. My number is [PHONE]. [PHONE].", []),
+    ],
+)
+def test_stream_leaks_reads_entities_across_utterances(text: str, leaks: list[str]) -> None:
+    assert stream_leaks(text, ["5552134762"], [("reception", "example.org")]) == leaks
+
+
+SPLIT = FIXTURES / "call_split_phi"
+
+
+@pytest.fixture(scope="module", params=["fast", "realtime"])
+def split_replay(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """`replay --json` of fixtures/call_split_phi (real model), and `transcripts show` of the call. At
+    full speed each held half meets the next in time; in real time the 2 s bound can pass first."""
+    root = tmp_path_factory.mktemp("split")
+    env = cli_env(root / "data", root / "keys" / "kek.json")
+    extra = ["--realtime"] if request.param == "realtime" else []
+    events = json_lines(run_cli(["replay", "--json", *extra, str(SPLIT)], env).stdout)
+    [call_id] = [e["call_id"] for e in events if e["event"] == "call_started"]
+    shown = json_lines(run_cli(["transcripts", "show", str(call_id), "--json"], env).stdout)
+    return events, shown
+
+
+@pytest.mark.slow
+def test_entities_split_across_utterances_are_never_stored_readably(
+    split_replay: tuple[list[dict[str, object]], list[dict[str, object]]],
+) -> None:
+    events, shown = split_replay
+    spec = json.loads((SPLIT / "fixture.json").read_text())
+    numbers = [d for p in spec["expected"]["phi"] if len(d := re.sub(r"\D", "", p)) >= 7]
+    emails = [(local, domain) for local, domain in spec["expected"]["emails"]]
+    in_time = sorted(shown, key=lambda u: (float(str(u["start"])), int(str(u["track"]))))
+    stream = " ".join(str(u["text"]) for u in in_time)
+    assert stream_leaks(stream, numbers, emails) == [], stream_leaks(stream, numbers, emails)
+    # The VAD did cut the entities (each of the patient's three answers is two finals or more) ...
+    assert sum(u["track"] == 1 for u in shown) >= 6
+    # ... the call was transcribed and redacted, and replay printed what was stored.
+    assert "[phone]" in stream.lower() and "[email]" in stream.lower() and "number" in stream.lower()
+    finals = sorted((e["track"], e["start"], e["text"]) for e in events if e["event"] == "final")
+    assert finals == sorted((u["track"], u["start"], u["text"]) for u in shown)
