@@ -60,6 +60,9 @@ PADDED_CALLS = 2  # the shortest bench calls: 20 utterances, ~83 s (padded basel
 QUICK_CALLS, QUICK_SECONDS = 2, 15.0
 TARGET_P50, TARGET_P95 = 0.8, 1.2  # issue 5, one call
 HOLD_P50_BUDGET = 0.05  # issue 14: the hold may add at most this to p50
+# The bench calls speak no PHI (nothing to hold); the short-window children also replay this call, whose
+# patient pauses inside a phone number and two emails, for the held fraction and time to final on PHI.
+PHI_CALL = Path(__file__).resolve().parents[1] / "fixtures" / "call_split_phi"
 # (result key, ASR mode, hold on): the short window with and without the hold, and the padded baseline.
 RUNS = (("short", "short", True), ("short_no_hold", "short", False), ("padded", "padded", True))
 
@@ -84,6 +87,7 @@ async def run_mode(mode: str, quick: bool, encode_live: bool, calls_n: int, hold
             records += await replay_calls(engine, [call], [0.0], encode_live=encode_live)
         cpu, wall = cpu_seconds() - cpu0, time.monotonic() - wall0
         fallbacks = getattr(engine.asr.transcriber, "fallbacks", None)
+        phi = await replay_phi_call(engine) if mode == "short" and not quick else None
     utts, spurious = [], 0
     for rec in records:
         found, extra = match(rec)
@@ -110,6 +114,30 @@ async def run_mode(mode: str, quick: bool, encode_live: bool, calls_n: int, hold
         "cpu_s": round(cpu, 2),
         "wall_s": round(wall, 1),
         "cpu_per_utterance_s": round(cpu / max(1, len(utts)), 4),
+        "phi_call": phi,
+    }
+
+
+async def replay_phi_call(engine: Any) -> dict[str, Any]:
+    """PHI_CALL in real time (both tracks): its finals held, and the engine's time to final (from the
+    VAD's end of voice: this call has no ground-truth timings)."""
+    from media.fixtures import load_fixture
+    from worker.replay import replay_one
+
+    finals: list[dict[str, Any]] = []
+
+    def emit(obj: dict[str, Any]) -> None:
+        if obj["event"] == "final":
+            finals.append(obj)
+
+    await replay_one(engine, load_fixture(PHI_CALL), realtime=True, emit=emit)
+    ttf = [f["time_to_final"] for f in finals if f["time_to_final"] is not None]
+    return {
+        "fixture": PHI_CALL.name,
+        "finals": len(finals),
+        "held_finals": sum(bool(f["held"]) for f in finals),
+        "stats_engine": percentiles(ttf),
+        "ttf_engine": ttf,
     }
 
 
@@ -171,6 +199,18 @@ def hold_summary(with_hold: dict[str, Any], without: dict[str, Any]) -> dict[str
     """The hold's cost: finals held, and p50/p95 of the same calls with and without it."""
     a, b = with_hold["stats"], without["stats"]
     delta = None if a["p50"] is None or b["p50"] is None else round(a["p50"] - b["p50"], 4)
+    phi: dict[str, Any] = {}
+    pa, pb = with_hold.get("phi_call"), without.get("phi_call")
+    if pa and pb:
+        phi = {
+            "phi_call": pa["fixture"],
+            "phi_finals": pa["finals"],
+            "phi_held_finals": pa["held_finals"],
+            "phi_engine_p50_with": pa["stats_engine"]["p50"],
+            "phi_engine_p50_without": pb["stats_engine"]["p50"],
+            "phi_engine_p95_with": pa["stats_engine"]["p95"],
+            "phi_engine_p95_without": pb["stats_engine"]["p95"],
+        }
     return {
         "finals": with_hold["finals"],
         "held_finals": with_hold["held_finals"],
@@ -182,6 +222,7 @@ def hold_summary(with_hold: dict[str, Any], without: dict[str, Any]) -> dict[str
         "p50_delta": delta,
         "p50_budget": HOLD_P50_BUDGET,
         "p50_met": delta is not None and delta <= HOLD_P50_BUDGET,
+        **phi,
     }
 
 
@@ -247,6 +288,13 @@ def main() -> None:
         f"(+{hold['p50_delta']} s, budget {HOLD_P50_BUDGET} s: {'met' if hold['p50_met'] else 'NOT met'}), "
         f"p95 {hold['p95_with']} / {hold['p95_without']} s"
     )
+    if "phi_call" in hold:
+        print(
+            f"hold on {hold['phi_call']} (PHI split by pauses): {hold['phi_held_finals']} of "
+            f"{hold['phi_finals']} finals held; engine time to final with / without: "
+            f"p50 {hold['phi_engine_p50_with']} / {hold['phi_engine_p50_without']} s, "
+            f"p95 {hold['phi_engine_p95_with']} / {hold['phi_engine_p95_without']} s"
+        )
     info["loadavg_at_end"] = loadavg()
     summary = {
         "benchmark": "latency",

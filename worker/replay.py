@@ -54,6 +54,7 @@ async def replay_one(
                 "committed_at": r.committed_at,
                 "speech_end": r.speech_end,
                 "time_to_final": r.time_to_final,
+                "held": r.held,  # waited for the next final to be redacted with it (redact.hold)
             }
         )
 
