@@ -83,6 +83,13 @@ class StoreContract:
         await stores.transcripts.create_call(call)
         assert await stores.transcripts.get_call(call.call_id) == call
 
+    async def test_external_id_round_trips_and_lists(self, stores: Stores) -> None:
+        call = replace(make_call(), source="media-streams", external_id="CA0123456789abcdef0123456789abcdef")
+        await stores.transcripts.create_call(call)
+        assert (await stores.transcripts.get_call(call.call_id)).external_id == call.external_id
+        (listed,) = [c for c in await stores.transcripts.list_calls(None) if c.call_id == call.call_id]
+        assert (listed.source, listed.external_id) == ("media-streams", call.external_id)
+
     async def test_timestamps_are_normalised_to_utc_millis_z(self, stores: Stores) -> None:
         call = make_call(started="2026-11-27T17:32:56.1234+01:00")
         await stores.transcripts.create_call(call)
@@ -125,6 +132,25 @@ class StoreContract:
         )
         with pytest.raises(ValueError, match=r"end status must be"):
             await stores.transcripts.end_call(call.call_id, T0, "paused", None)
+
+    async def test_fail_active_calls_of_a_pod_or_older_than_a_cutoff(self, stores: Stores) -> None:
+        t = stores.transcripts
+        mine, done, other = make_call(pod_id="pod-a"), make_call(pod_id="pod-a"), make_call(pod_id="pod-b")
+        old = make_call(pod_id="pod-c", started="2026-01-01T00:00:00.000Z")
+        for c in (mine, done, other, old):
+            await t.create_call(c)
+        assert (await t.get_call(mine.call_id)).pod_id == "pod-a"
+        await t.end_call(done.call_id, "2026-11-27T16:40:00.000Z", "ended", None)
+        ended = "2026-11-27T17:00:00.000Z"
+        assert await t.fail_active_calls(ended, "worker restarted", pod_id="pod-a") == [mine.call_id]
+        got = await t.get_call(mine.call_id)
+        assert (got.ended_at, got.status, got.end_reason) == (ended, "failed", "worker restarted")
+        assert (await t.get_call(done.call_id)).status == "ended"
+        cutoff = datetime(2026, 6, 1, tzinfo=UTC)
+        assert await t.fail_active_calls(ended, "worker lost", started_before=cutoff) == [old.call_id]
+        assert (await t.get_call(other.call_id)).status == "active"
+        with pytest.raises(ValueError, match="needs a pod_id or a started_before"):
+            await t.fail_active_calls(ended, "worker lost")
 
     async def test_list_calls_ordered_and_filtered_by_org(self, stores: Stores) -> None:
         c2 = make_call("b2", started="2026-01-02T00:00:00.000Z")
