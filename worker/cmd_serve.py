@@ -187,7 +187,7 @@ def _exit_watchdog(at: float) -> None:
 
     def watch() -> None:
         time.sleep(max(0.0, at - time.monotonic()))
-        log.error("exit_forced", after_s=round(at, 1))
+        log.error("exit_forced", reason="a thread still running past the drain budget")
         sys.stderr.flush()
         os._exit(1)
 
