@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 NEEDLES = PhiNeedles.from_fixture(FIXTURES / "call_phi")
 
 
-def _wait_log(srv: Server, event: str, timeout: float = 60, **match: str) -> dict[str, object]:
+def _wait_log(srv: Server, event: str, timeout: float = 60, **match: object) -> dict[str, object]:
     """The first JSON log line of `serve` with this event (and these fields)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
