@@ -197,6 +197,7 @@ _CUE_RE = re.compile(  # "(?<!\[)": the placeholder "[EMAIL]" is no cue
 )
 _CLAUSE_END_RE = re.compile(r"[.?!](?:\s|$)|,\s+(?:and|but|so|or|then)\b", re.IGNORECASE)
 _REACH = 8  # words after a cue that may still be its address
+_HORIZON = 1000  # characters after a cue that may hold those words
 _DOTTED_RE = re.compile(
     r"(?<![\w.@/-])[A-Za-z0-9][\w'-]*(?:\.[A-Za-z0-9][\w-]*)+(?![\w@-]|\.\w|/|\s+slash\b)", re.IGNORECASE
 )
@@ -243,8 +244,11 @@ def find_email_fallback(text: str, taken: list[Span]) -> list[Span]:
     """Addresses whose "at" the ASR lost, in email context (see above); none overlap `taken`."""
     spans: list[Span] = []
     for cue in _CUE_RE.finditer(text):
-        stop = _CLAUSE_END_RE.search(text, cue.end())
-        end = stop.start() if stop is not None and stop.start() > cue.end() else len(text)
+        # Bounded: each cue looks at most _HORIZON characters ahead (its _REACH words fit), so a text
+        # of many cues ("mail mail mail ...") costs linear time, not quadratic.
+        horizon = min(len(text), cue.end() + _HORIZON)
+        stop = _CLAUSE_END_RE.search(text, cue.end(), horizon)
+        end = stop.start() if stop is not None and stop.start() > cue.end() else horizon
         words = text[cue.end() : end].split(None, _REACH)
         if len(words) > _REACH:  # only the first _REACH words
             end = cue.end() + len(text[cue.end() : end]) - len(words[-1])

@@ -187,6 +187,21 @@ def test_regression_long_filler_gap_is_linear(text: str) -> None:
     assert time.process_time() - start < 1.0
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "mail " * 8000 + "example.com",  # each email cue searched to the end of the text (quadratic)
+        "x at " + "a dash " * 5000 + "b",  # several-word domain labels after "at"
+        "jo at " * 6000 + "example dot com",  # every "at" reads its local part back
+        "um, " * 8000 + "at gmail.com",  # fillers inside a local part
+    ],
+)
+def test_many_email_cues_are_linear(text: str) -> None:
+    start = time.process_time()
+    check(text)
+    assert time.process_time() - start < 1.0
+
+
 def test_variables_are_matched_once() -> None:
     """The passes that make the output a fixed point do not match variables again: a value that is also
     a placeholder's name would nest ("[[NAME]]")."""
