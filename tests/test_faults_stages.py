@@ -270,3 +270,21 @@ async def test_cancelled_finish_still_closes_every_recording(env: Env) -> None:
     rec = await env.recording(stores, "cancel-me")
     assert model.calls >= 1, "no final was being made when finish was cancelled"
     assert rec.complete and len(rec.frames) == len(frames) == summary.frames_sealed
+
+
+async def test_drain_deadline_cuts_finish(env: Env) -> None:
+    """With a drain deadline set (`Engine.set_deadline`), finish() waits for hung finals only until the
+    deadline minus the closing reserve, however long `finish_timeout_s` is: the call ends `failed` with
+    its recording closed, before the deadline."""
+    model = Hanging()
+    stores = memory_stores()
+    engine = env.engine(model, stores, asr_timeout_s=600.0, finish_timeout_s=600.0)
+    engine.set_deadline(time.monotonic() + 5.0)
+    t0 = time.monotonic()
+    try:
+        summary = await _replay(engine)
+    finally:
+        model.release.set()
+    assert time.monotonic() - t0 < 5.0
+    assert summary.status == "failed" and str(summary.reason).startswith("transcription not finished")
+    await _assert_every_frame_kept(env, stores, summary)
