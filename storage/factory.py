@@ -30,6 +30,16 @@ class Stores:
         """Bytes written to the outage spool since start (a metrics counter)."""
         return sum(int(getattr(s, "spooled_bytes", 0)) for s in self._layers())
 
+    @property
+    def spool_backlog_bytes(self) -> int:
+        """Bytes in the outage spool not delivered yet (bounded, see storage.spool)."""
+        return sum(int(getattr(s, "backlog_bytes", 0)) for s in self._layers())
+
+    @property
+    def spool_refused_writes(self) -> int:
+        """Writes refused since start because the outage spool was full."""
+        return sum(int(getattr(s, "refused_writes", 0)) for s in self._layers())
+
     def _layers(self) -> list[object]:
         found: list[object] = []
         for store in (self.transcripts, self.recordings):

@@ -29,6 +29,7 @@ import os
 import re
 import struct
 import zlib
+from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,20 @@ log = structlog.get_logger("storage.spool")
 RETRY_INITIAL_S = 0.2
 RETRY_MAX_S = 5.0
 TRANSCRIPTS_FILE = "transcripts.spool"
+# Bounds on what may wait undelivered on the spool disk (docs/deployment.md, "Outage spool"). Together they
+# stay under the data volume's sizeLimit (2Gi in deploy/k8s): a spool that grew past it would get the pod
+# evicted, and the spool with it. Past a bound a write is refused (SpoolFullError), counted in
+# `refused_writes` and logged with ids only: a call's audio flush then fails and the call ends loudly
+# (sealed audio is never dropped silently); a refused utterance is counted like any failed write.
+MAX_TRANSCRIPT_SPOOL_BYTES = 64 << 20  # ~100k utterances and count updates
+MAX_RECORDING_SPOOL_BYTES = 1 << 30  # ~50 min of 64 tracks (32 calls) at ~5.5 kB/s of sealed Opus each
 _REC_FILE = re.compile(r"([A-Za-z0-9_-]{1,64})\.(\d{1,4})\.rec")
 _HEADER = struct.Struct(">I")
+_FRAMING = 8  # length + crc32 around every record
+
+
+class SpoolFullError(StorageError):
+    """The outage spool holds its bound of undelivered bytes; this write was not stored (ids only)."""
 
 
 # spool files -------------------------------------------------------------------------------------------
@@ -130,15 +143,20 @@ class _Retrier:
         self._initial, self._max = initial, maximum
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._stopped = False
 
     def kick(self) -> None:
+        if self._stopped:
+            return
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name=self._name)
         self._wake.set()
 
     async def _run(self) -> None:
         delay = self._initial
-        while True:
+        # The flag, not only the cancellation: on 3.11 `wait_for` drops a cancel that lands as the wake
+        # event fires (a kick just before stop), and the loop would retry a down store forever.
+        while not self._stopped:
             self._wake.clear()
             try:
                 if await self._step():
@@ -156,6 +174,7 @@ class _Retrier:
             delay = min(delay * 2, self._max)
 
     async def stop(self) -> None:
+        self._stopped = True
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
@@ -194,18 +213,22 @@ class SpoolingTranscriptStore(TranscriptStoreProxy):
         retry_initial: float = RETRY_INITIAL_S,
         retry_max: float = RETRY_MAX_S,
         allow_unsealed_text: bool = False,
+        max_bytes: int = MAX_TRANSCRIPT_SPOOL_BYTES,
     ) -> None:
         super().__init__(inner)
         self.spool_dir = Path(spool_dir)
         self._file = self.spool_dir / TRANSCRIPTS_FILE
         self._allow_unsealed = allow_unsealed_text
-        self._queue: list[dict[str, Any]] = []
+        self.max_bytes = max_bytes
+        self._queue: deque[tuple[dict[str, Any], int]] = deque()  # (op, its bytes in the spool file)
+        self.backlog_bytes = 0  # undelivered bytes in the spool file
         self._loaded = False
         self._lock = asyncio.Lock()
         self._retrier = _Retrier("transcript-spool-drain", self._drain_step, retry_initial, retry_max)
         self._closed = False
         self.spooled_bytes = 0
         self.failed_writes = 0
+        self.refused_writes = 0  # not spooled: the spool was full
 
     @property
     def degraded(self) -> bool:
@@ -226,7 +249,9 @@ class SpoolingTranscriptStore(TranscriptStoreProxy):
         if not self._loaded:
             await asyncio.to_thread(_private_dir, self.spool_dir)
             records = await asyncio.to_thread(read_records, self._file)
-            self._queue = [json.loads(r) for r in records] + self._queue
+            loaded = [(json.loads(r), len(r) + _FRAMING) for r in records]
+            self._queue.extendleft(reversed(loaded))
+            self.backlog_bytes += sum(n for _, n in loaded)
             self._loaded = True
 
     async def _write(self, op: dict[str, Any], direct: Callable[[], Awaitable[None]]) -> None:
@@ -251,8 +276,25 @@ class SpoolingTranscriptStore(TranscriptStoreProxy):
         async with self._lock:
             await self._load()
             payload = json.dumps(op, separators=(",", ":"), sort_keys=True).encode("utf-8")
-            self.spooled_bytes += await asyncio.to_thread(append_records, self._file, [payload])
-            self._queue.append(op)
+            size = len(payload) + _FRAMING
+            if self.backlog_bytes + size > self.max_bytes:
+                self.refused_writes += 1
+                log.error(
+                    "transcript_spool_full",
+                    op=op["op"],
+                    call_id=op["call_id"],
+                    backlog_bytes=self.backlog_bytes,
+                    max_bytes=self.max_bytes,
+                    refused=self.refused_writes,
+                )
+                raise SpoolFullError(
+                    f"transcript spool full ({self.max_bytes} bytes undelivered): "
+                    f"{op['op']} of call {op['call_id']} not stored"
+                )
+            written = await asyncio.to_thread(append_records, self._file, [payload])
+            self.spooled_bytes += written
+            self.backlog_bytes += written
+            self._queue.append((op, written))
         log.warning("transcript_write_spooled", op=op["op"], call_id=op["call_id"], queued=len(self._queue))
         self._retrier.kick()
 
@@ -282,8 +324,9 @@ class SpoolingTranscriptStore(TranscriptStoreProxy):
             async with self._lock:
                 if not self._queue:
                     await asyncio.to_thread(_remove, self._file)
+                    self.backlog_bytes = 0
                     return True
-                op = self._queue[0]
+                op = self._queue[0][0]
             try:
                 await self._apply(op)
             except StorageUnavailableError:
@@ -294,7 +337,7 @@ class SpoolingTranscriptStore(TranscriptStoreProxy):
                     "spooled_write_failed", op=op["op"], call_id=op["call_id"], error=type(exc).__name__
                 )
             async with self._lock:
-                self._queue.pop(0)
+                self.backlog_bytes -= self._queue.popleft()[1]
 
     # the writes a live call makes ---------------------------------------------------------------------
     async def append_utterance(self, utt: UtteranceRecord) -> None:
@@ -356,6 +399,7 @@ class SpoolingRecordingSink:
         self.path = store._path(key)
         self._unspooled = bytearray()  # appended since the last durable point, not yet in the spool file
         self._owed = bytearray()  # appended but not accepted by the inner sink
+        self._spooled = 0  # bytes of this track's spool file (counted in the store's backlog)
         self.degraded = False
         self._lock = asyncio.Lock()
         self._closed = False
@@ -397,8 +441,19 @@ class SpoolingRecordingSink:
     async def _spool(self) -> None:
         if self._unspooled:
             data = bytes(self._unspooled)
-            self._store.spooled_bytes += await asyncio.to_thread(append_records, self.path, [data])
+            store = self._store
+            if store.backlog_bytes + len(data) + _FRAMING > store.max_bytes:
+                store._refuse(self._key, len(data))
+            written = await asyncio.to_thread(append_records, self.path, [data])
+            store.spooled_bytes += written
+            store.backlog_bytes += written
+            self._spooled += written
             self._unspooled.clear()
+
+    def _forget_file(self) -> None:
+        """The spool file was delivered and removed: its bytes leave the backlog."""
+        self._store.backlog_bytes -= self._spooled
+        self._spooled = 0
 
     async def _recover(self) -> bool:
         """One attempt to hand everything to the inner sink and flush it (lock held by the caller)."""
@@ -409,6 +464,7 @@ class SpoolingRecordingSink:
             self._owed.clear()
         await self.inner.flush()  # raises: keeps everything, retry later
         await asyncio.to_thread(_remove, self.path)
+        self._forget_file()
         self._unspooled.clear()
         self.degraded = False
         log.info("recording_recovered", call_id=self._key[0], track=self._key[1])
@@ -440,14 +496,17 @@ class SpoolingRecordingSink:
                     return
                 except StorageUnavailableError:
                     pass
-                await self._spool()  # everything not durable in the store is now in the file
-                abort = getattr(self.inner, "abort", None)
                 try:
-                    await (abort() if abort is not None else self.inner.close())
-                except StorageUnavailableError:
-                    pass
-                self._store._leftovers.add(self._key)  # the drain task replays the file later
-                self._store._retrier.kick()
+                    await self._spool()  # everything not durable in the store is now in the file
+                finally:  # (or the spool is full: the tail is lost, counted, and the caller told)
+                    abort = getattr(self.inner, "abort", None)
+                    try:
+                        await (abort() if abort is not None else self.inner.close())
+                    except StorageUnavailableError:
+                        pass
+                    if self._spooled:
+                        self._store._leftovers[self._key] = self._spooled  # the drain replays it
+                        self._store._retrier.kick()
             finally:
                 self._store._release(self._key)
 
@@ -462,11 +521,17 @@ class SpoolingRecordingStore:
         *,
         retry_initial: float = RETRY_INITIAL_S,
         retry_max: float = RETRY_MAX_S,
+        max_bytes: int = MAX_RECORDING_SPOOL_BYTES,
     ) -> None:
         self.inner = inner
         self.spool_dir = Path(spool_dir)
+        self.max_bytes = max_bytes
+        self.backlog_bytes = 0  # undelivered bytes in spool files, all tracks
+        self.refused_writes = 0  # flushes not spooled: the spool was full
         self._sinks: dict[tuple[str, int], SpoolingRecordingSink] = {}
-        self._leftovers: set[tuple[str, int]] = set()
+        # Tracks with a spool file and no open sink (closed during an outage, or left by an earlier run),
+        # with the file's size.
+        self._leftovers: dict[tuple[str, int], int] = {}
         self._retrier = _Retrier("recording-spool-drain", self._drain_step, retry_initial, retry_max)
         self._loaded = False
         self._closed = False
@@ -478,6 +543,22 @@ class SpoolingRecordingStore:
 
     def _path(self, key: tuple[str, int]) -> Path:
         return self.spool_dir / f"{key[0]}.{key[1]}.rec"
+
+    def _refuse(self, key: tuple[str, int], size: int) -> None:
+        self.refused_writes += 1
+        log.error(
+            "recording_spool_full",
+            call_id=key[0],
+            track=key[1],
+            bytes=size,
+            backlog_bytes=self.backlog_bytes,
+            max_bytes=self.max_bytes,
+            refused=self.refused_writes,
+        )
+        raise SpoolFullError(
+            f"recording spool full ({self.max_bytes} bytes undelivered): "
+            f"{size} bytes of call {key[0]} track {key[1]} not stored"
+        )
 
     async def start(self) -> None:
         """Find tracks an earlier run left in the spool and start replaying them."""
@@ -492,7 +573,10 @@ class SpoolingRecordingStore:
         for name in await asyncio.to_thread(os.listdir, self.spool_dir):
             m = _REC_FILE.fullmatch(name)
             if m is not None and int(m.group(2)) < 1024:
-                self._leftovers.add((m.group(1), int(m.group(2))))
+                key = (m.group(1), int(m.group(2)))
+                size = (await asyncio.to_thread(os.stat, self._path(key))).st_size
+                self._leftovers[key] = size
+                self.backlog_bytes += size
         self._loaded = True
 
     async def open_track(self, call_id: str, track: int) -> SpoolingRecordingSink:
@@ -505,7 +589,7 @@ class SpoolingRecordingStore:
         inner = await self.inner.open_track(call_id, track)  # ConflictError if already open
         sink = SpoolingRecordingSink(self, key, inner)
         if key in self._leftovers:  # spooled bytes of this track come first: adopt them
-            self._leftovers.discard(key)
+            sink._spooled = self._leftovers.pop(key)
             left = b"".join(await asyncio.to_thread(read_records, sink.path))
             sink.degraded = True
             sink._owed += left
@@ -532,6 +616,7 @@ class SpoolingRecordingStore:
             raise
         await sink.close()
         await asyncio.to_thread(_remove, path)
+        self.backlog_bytes -= self._leftovers.get(key, 0)
         log.info("recording_spool_replayed", call_id=key[0], track=key[1], bytes=len(data))
 
     async def _drain_step(self) -> bool:
@@ -542,7 +627,7 @@ class SpoolingRecordingStore:
             if key in self._sinks:
                 continue
             await self._replay(key)
-            self._leftovers.discard(key)
+            self._leftovers.pop(key, None)
         return not self.degraded
 
     async def drain(self) -> bool:

@@ -6,15 +6,19 @@ import asyncio
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
+import structlog
 
 from storage.errors import NotFoundError, StorageUnavailableError
+from storage.factory import Stores
 from storage.keys import LocalKeyFile
 from storage.memory import MemoryRecordingStore, MemoryTranscriptStore
 from storage.protocols import WrappedKey
 from storage.sealed_text import SealedTranscriptStore
 from storage.spool import (
+    SpoolFullError,
     SpoolingRecordingStore,
     SpoolingTranscriptStore,
     append_records,
@@ -22,7 +26,7 @@ from storage.spool import (
 )
 from tests.storage_contract import T0, make_call, make_track, make_utt
 
-FAST = {"retry_initial": 0.01, "retry_max": 0.05}
+FAST: dict[str, Any] = {"retry_initial": 0.01, "retry_max": 0.05}
 
 
 class KeyedMemoryStore(MemoryTranscriptStore):
@@ -267,3 +271,111 @@ async def test_spooled_tracks_survive_a_restart_and_reopened_tracks_keep_order(t
     await settle(rec2)
     assert await rec2.read_track("c1", 0) == b"AB"
     await rec2.close()
+
+
+# bounds (issue 18 item 5) -------------------------------------------------------------------------------
+
+
+async def test_the_transcript_spool_is_bounded_and_a_refusal_is_counted_and_logged_without_text(
+    inner: KeyedMemoryStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = SpoolingTranscriptStore(inner, tmp_path / "spool", max_bytes=2000, **FAST)
+    call = make_call()
+    await spool.create_call(call)
+    await spool.put_track(make_track(call.call_id))
+    inner.down = True
+    stored = 0
+    with structlog.testing.capture_logs() as logs:
+        for n in range(1, 200):
+            try:
+                await spool.update_track_counts(
+                    call.call_id, 0, received=n, sealed=n, lost=0, duration_s=n * 0.02
+                )
+                stored = n
+            except SpoolFullError as exc:
+                want = f"transcript spool full (2000 bytes undelivered): counts of call {call.call_id}"
+                assert str(exc) == want + " not stored"
+                break
+        else:
+            raise AssertionError("the spool took 199 writes under a 2000-byte bound")
+    assert 5 < stored < 199 and spool.refused_writes == 1 and spool.pending == stored
+    file_size = (tmp_path / "spool" / "transcripts.spool").stat().st_size
+    assert spool.backlog_bytes == file_size <= 2000
+    full = [e for e in logs if e["event"] == "transcript_spool_full"]
+    assert full == [
+        {
+            "event": "transcript_spool_full",
+            "log_level": "error",
+            "op": "counts",
+            "call_id": call.call_id,
+            "backlog_bytes": file_size,
+            "max_bytes": 2000,
+            "refused": 1,
+        }
+    ]
+    inner.down = False
+    await settle(spool)  # delivered: the bound frees up
+    assert spool.backlog_bytes == 0 and spool.pending == 0
+    assert (await spool.get_track(call.call_id, 0)).frames_received == stored
+    await spool.update_track_counts(call.call_id, 0, received=500, sealed=500, lost=0, duration_s=10.0)
+    await spool.close()
+
+
+async def test_the_transcript_backlog_of_an_earlier_run_counts_against_the_bound(
+    inner: KeyedMemoryStore, tmp_path: Path
+) -> None:
+    call = make_call()
+    await inner.create_call(call)
+    await inner.put_track(make_track(call.call_id))
+    inner.down = True
+    first = SpoolingTranscriptStore(inner, tmp_path / "spool", max_bytes=1000, **FAST)
+    with pytest.raises(SpoolFullError):
+        for n in range(100):
+            await first.update_track_counts(call.call_id, 0, received=n, sealed=n, lost=0, duration_s=1.0)
+    left = first.backlog_bytes
+    await first._retrier.stop()
+    second = SpoolingTranscriptStore(inner, tmp_path / "spool", max_bytes=1000, **FAST)
+    with pytest.raises(SpoolFullError):
+        await second.update_track_counts(call.call_id, 0, received=1, sealed=1, lost=0, duration_s=1.0)
+    assert second.backlog_bytes == left
+    inner.down = False
+    await second.start()
+    await settle(second)
+    assert second.backlog_bytes == 0
+
+
+async def test_the_recording_spool_is_bounded_and_a_full_one_fails_the_flush_loudly(
+    tmp_path: Path,
+) -> None:
+    inner = FlakyRecordings()
+    rec = SpoolingRecordingStore(inner, tmp_path / "rec", max_bytes=3000, **FAST)
+    await rec.start()
+    a, b = await rec.open_track("c1", 0), await rec.open_track("c2", 0)
+    inner.down = True
+    await a.append(b"a" * 1000)
+    await a.flush()
+    await b.append(b"b" * 1000)
+    await b.flush()
+    assert rec.backlog_bytes == 2016 and rec.refused_writes == 0
+    await b.append(b"B" * 1000)
+    with structlog.testing.capture_logs() as logs:
+        with pytest.raises(
+            SpoolFullError,
+            match=r"^recording spool full \(3000 bytes undelivered\): "
+            r"1000 bytes of call c2 track 0 not stored$",
+        ):
+            await b.flush()  # the call's sealer fails: the call ends, its unflushed frames counted lost
+    assert rec.refused_writes == 1 and [e["event"] for e in logs] == ["recording_spool_full"]
+    assert rec.backlog_bytes == 2016 == sum(p.stat().st_size for p in (tmp_path / "rec").iterdir())
+    with pytest.raises(SpoolFullError):
+        await b.close()  # still full: the tail is not stored; what was spooled stays for the drain
+    assert rec.refused_writes == 2 and rec.degraded
+    stores = Stores(transcripts=MemoryTranscriptStore(), recordings=rec)  # what /metrics reads
+    assert (stores.spool_refused_writes, stores.spool_backlog_bytes) == (2, 2016)
+    inner.down = False
+    await a.close()
+    await settle(rec)
+    assert rec.backlog_bytes == 0 and list((tmp_path / "rec").iterdir()) == []
+    assert await rec.read_track("c1", 0) == b"a" * 1000
+    assert await rec.read_track("c2", 0) == b"b" * 1000
+    await rec.close()

@@ -229,6 +229,8 @@ async def run(args: argparse.Namespace) -> int:
         await sec.open()
         metrics = Metrics()
         metrics.spooled_bytes.set_function(lambda: float(rt.stores.spooled_bytes))
+        metrics.spool_backlog_bytes.set_function(lambda: float(rt.stores.spool_backlog_bytes))
+        metrics.spool_refused_writes.set_function(lambda: float(rt.stores.spool_refused_writes))
         housekeeping: list[asyncio.Task[None]] = [asyncio.create_task(audit_checkpointer(sec))]
         interval = float(args.retention_interval_seconds or 0)
         if interval > 0:

@@ -34,6 +34,8 @@ class Metrics:
         "registry",
         "sframe_failures",
         "shed_partials",
+        "spool_backlog_bytes",
+        "spool_refused_writes",
         "spooled_bytes",
         "store_errors",
         "time_to_final",
@@ -91,6 +93,12 @@ class Metrics:
         )
         self.spooled_bytes = Gauge(
             "converse_spooled_bytes", "Bytes spooled locally during storage outages since start", registry=r
+        )
+        self.spool_backlog_bytes = Gauge(
+            "converse_spool_backlog_bytes", "Bytes in the outage spool not delivered yet", registry=r
+        )
+        self.spool_refused_writes = Gauge(
+            "converse_spool_refused_writes", "Writes refused: the outage spool was full", registry=r
         )
 
     def set_asr_model(self, name: str, compute_type: str) -> None:
