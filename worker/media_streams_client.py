@@ -112,6 +112,7 @@ async def stream_call(
                 json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": stream_sid, "start": start})
             )
             seq, t0 = 1, time.monotonic()
+            result["started_at"] = time.time()  # wall clock of chunk 1 (benchmarks time finals by it)
             for step in range(steps):
                 if ws.closed:
                     break
