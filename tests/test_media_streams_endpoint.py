@@ -188,6 +188,14 @@ async def test_capacity_is_shared_and_draining_refuses(tmp_path: Path) -> None:
             body = await ready.json()
             assert ready.status == 503 and body["reason"] == "at capacity"
             assert (body["media_streams"], body["active_calls"]) == (1, 1)
+            whip = await app.client.post(
+                "/whip",
+                data=b"v=0\r\n",
+                headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {app.token}"},
+            )
+            assert (
+                whip.status == 503 and (await whip.text()) == "at capacity (1 calls)\n"
+            )  # WHIP counts it too
             await ws.send_str(STOP)
             await closed(ws)
         drain = asyncio.create_task(app.calls.drain(5))

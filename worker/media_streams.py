@@ -102,6 +102,7 @@ class MediaStreams:
     def install(self, app: web.Application) -> None:
         app.add_routes([web.get(PATH, self.handle)])
         app.on_shutdown.append(self._shutdown)
+        self.calls.other_calls = self.__len__  # WHIP admission counts the streams too
 
     # -- admission and authentication ---------------------------------------------------------------
 

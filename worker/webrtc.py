@@ -447,6 +447,8 @@ class Calls:
         self._starting = 0
         self._draining = False
         self._changed = asyncio.Event()
+        # Calls of another edge that share `max_calls` (worker.media_streams sets it to its active streams).
+        self.other_calls: Callable[[], int] = lambda: 0
         self.registry = r = registry or CollectorRegistry()
         Gauge(
             "converse_half_open_calls", "Answered offers whose ICE + DTLS has not connected yet", registry=r
@@ -505,15 +507,14 @@ class Calls:
         }
 
     def _room(self, call: Call) -> bool:
-        return sum(1 for c in self._calls.values() if c.connected.is_set() and c is not call) < (
-            self.config.max_calls
-        )
+        busy = sum(1 for c in self._calls.values() if c.connected.is_set() and c is not call)
+        return busy + self.other_calls() < self.config.max_calls
 
     def _admit(self) -> None:
         if self._draining:
             raise DrainingError("server is draining")
         cfg = self.config
-        if self.connected >= cfg.max_calls:
+        if self.connected + self.other_calls() >= cfg.max_calls:
             raise AtCapacityError(f"at capacity ({cfg.max_calls} calls)")
         if self.half_open >= cfg.max_half_open:
             waiting = self._half_open_calls()  # in admission order (dicts keep insertion order)
