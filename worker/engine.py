@@ -323,7 +323,7 @@ class Call:
             finally:
                 st.segmenting = False
             if batch:
-                st.heard_until = (batch[-1].timestamp + FRAME_SAMPLES) / SAMPLE_RATE
+                st.heard_until = st.speech.heard_s  # packets last 2.5-120 ms: where its audio ends
             if ended:
                 st.heard_until = math.inf
             if self._context_waiters:
