@@ -13,7 +13,7 @@ prompt / the domain PROMPT, through the CLI as QA runs it (`converse-worker repl
 - WER of each call's redacted transcript (utterances in time order across tracks) against the ideal
   redacted text, lower-cased, punctuation dropped, number words and digits read alike ("fifty" = "50");
 - number accuracy: the share of number items whose value is in the transcript where it was said
-  (50 milligrams, 2 30, march 14, 45 dollars, room 312 / 3 12);
+  (50 milligrams, 2 30 / 230, march 14, 45 dollars, room 312 / 3 12);
 - PHI caught: the share of phone/card/email items the stored text does NOT give back (unseen_calls.leaked);
   every model's own output is checked, and the run fails when any item leaks;
 - CPU per utterance: the replay child's user+system CPU (getrusage of children) minus the same child's
@@ -167,7 +167,7 @@ def _number_turns(rng: random.Random) -> tuple[list[tuple[str, str]], list[Numbe
     d = str(dose)
     items = [
         NumberItem("dosage", [[d, "milligrams"]]),
-        NumberItem("time", [[str(hour), str(minute)]]),
+        NumberItem("time", [[str(hour), str(minute)], [f"{hour}{minute:02d}"]]),  # "2:30", "230"
         NumberItem("date", [[month, str(day)]]),
         NumberItem("amount", [[str(copay), "dollars"], ["dollars", str(copay)]]),
         NumberItem(
