@@ -266,3 +266,21 @@ async def test_failed_authentications_and_offers_are_rate_limited(tmp_path: Path
         assert (
             len([e for e in entries if e["action"] == "media-streams.authenticate"]) == 2
         )  # 429s cost nothing
+
+
+async def test_shutdown_ends_active_streams_keeping_what_they_sent(tmp_path: Path) -> None:
+    async with open_app(tmp_path, ["x"]) as app:
+        ws = await app.client.ws_connect(f"/media-streams?token={app.token}")
+        await ws.send_str(start({}))
+        for c in range(1, 11):
+            await ws.send_str(media(c, b"\xff" * 160))
+        await asyncio.sleep(0.3)
+        assert app.client.server.app is not None
+        await app.client.server.app.shutdown()  # what the runner's cleanup runs first on SIGTERM
+        code, reason = await closed(ws)
+        assert (code, reason) == (1001, "server draining")
+        (call,) = await app.ctx.stores.transcripts.list_calls(ORG)
+        assert (call.status, call.end_reason) == ("ended", "server draining")
+        info = await app.ctx.stores.transcripts.get_track(call.call_id, 0)
+        assert (info.frames_received, info.frames_sealed, info.frames_lost) == (10, 10, 0)
+        await ws.close()

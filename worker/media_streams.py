@@ -48,6 +48,7 @@ from media.mulaw import CODEC
 from storage.audit import Actor
 from worker.access import Permission, Principal, check
 from worker.app_context import AppContext
+from worker.contracts import CallSummary
 from worker.engine import Call, Track
 from worker.identity import IdentityError
 from worker.security import actor_of
@@ -203,12 +204,21 @@ class MediaStreams:
             return
         self._active += 1
         self._idle.clear()
+        finishing: list[asyncio.Future[CallSummary]] = []
         try:
-            await self._run_call(request, ws, parser, started, principal)
+            await self._run_call(request, ws, parser, started, principal, finishing)
         finally:
-            self._active -= 1
-            if self._active == 0:
-                self._idle.set()
+            # A handler cancelled (aiohttp does when the connection goes) leaves its call finishing: the slot,
+            # and the shutdown's wait, last until the call is finished and stored.
+            if finishing and not finishing[0].done():
+                finishing[0].add_done_callback(lambda _: self._release())
+            else:
+                self._release()
+
+    def _release(self) -> None:
+        self._active -= 1
+        if self._active == 0:
+            self._idle.set()
 
     async def _await_start(self, ws: web.WebSocketResponse, parser: MediaStreamParser) -> Started:
         limit = self.config.start_timeout_s
@@ -229,6 +239,7 @@ class MediaStreams:
         parser: MediaStreamParser,
         started: Started,
         principal: Principal,
+        finishing: list[asyncio.Future[CallSummary]],
     ) -> None:
         variables = {k: v for k, v in started.custom_parameters.items() if k != TOKEN_PARAMETER}
         engine = self.ctx.engine
@@ -267,13 +278,9 @@ class MediaStreams:
             bound.error("media_stream_error", error=type(exc).__name__)
             status, reason, code = "failed", "internal error", WSCloseCode.INTERNAL_ERROR
         finally:
-            try:
-                await stream.flush(parser)  # what the reorder window still holds is the call's too
-            except _Ended:
-                pass  # the pipeline already refused a frame: the call ends with that reason
-            except Exception as exc:
-                bound.error("media_stream_flush_failed", error=type(exc).__name__)
-            summary = await asyncio.shield(call.finish(status, reason))
+            # One task flushes and finishes, started before any await: a cancelled handler cannot skip it.
+            finishing.append(asyncio.ensure_future(stream.end(parser, status, reason)))
+            summary = await asyncio.shield(finishing[0])
             lost = [parser.counts(t)[1] + parser.counts(t)[2] for t in started.tracks]
             bound.info(
                 "media_stream_finished",
@@ -347,8 +354,15 @@ class _Stream:
                 continue  # the checks above say which limit it was
             await self._apply(_feed(parser, text))
 
-    async def flush(self, parser: MediaStreamParser) -> None:
-        await self._apply([ev for ev in parser.finish() if not isinstance(ev, Stopped)])
+    async def end(self, parser: MediaStreamParser, status: str, reason: str) -> CallSummary:
+        """What the reorder window still holds is the call's too; then the call is finished."""
+        try:
+            await self._apply([ev for ev in parser.finish() if not isinstance(ev, Stopped)])
+        except _Ended:
+            pass  # the pipeline already refused a frame: the call ends with the stream's reason
+        except Exception as exc:
+            log.error("media_stream_flush_failed", call_id=self._call.call_id, error=type(exc).__name__)
+        return await self._call.finish(status, reason)
 
 
 def _feed(parser: MediaStreamParser, text: str) -> list[Event]:
