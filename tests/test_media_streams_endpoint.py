@@ -284,3 +284,25 @@ async def test_shutdown_ends_active_streams_keeping_what_they_sent(tmp_path: Pat
         info = await app.ctx.stores.transcripts.get_track(call.call_id, 0)
         assert (info.frames_received, info.frames_sealed, info.frames_lost) == (10, 10, 0)
         await ws.close()
+
+
+async def test_drain_waits_for_streams_then_ends_them_at_its_deadline(tmp_path: Path) -> None:
+    async with open_app(tmp_path, ["x"]) as app:
+        ws = await app.client.ws_connect(f"/media-streams?token={app.token}")
+        await ws.send_str(start({}))
+        await ws.send_str(media(1, b"\xff" * 160))
+        await asyncio.sleep(0.3)
+        t0 = asyncio.get_running_loop().time()
+        drain = asyncio.create_task(app.calls.drain(0.5))
+        await asyncio.sleep(0.2)
+        assert not drain.done()  # the stream holds the drain open ...
+        await ws.send_str(media(2, b"\xff" * 160))  # ... and may still send
+        code, reason = await closed(ws)  # ... until the deadline ends it
+        await drain
+        assert asyncio.get_running_loop().time() - t0 >= 0.5
+        assert code == 1001 and reason == "server draining"
+        (call,) = await app.ctx.stores.transcripts.list_calls(ORG)
+        assert (call.status, call.end_reason) == ("ended", "server draining")
+        info = await app.ctx.stores.transcripts.get_track(call.call_id, 0)
+        assert (info.frames_received, info.frames_lost) == (2, 0)
+        await ws.close()

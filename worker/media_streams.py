@@ -96,6 +96,8 @@ class MediaStreams:
         self._idle = asyncio.Event()
         self._idle.set()
         self._shutting_down = False
+        self._end_reason: str | None = None  # set when the server ends every stream (drain, shutdown)
+        self._closing: set[asyncio.Future[None]] = set()
 
     def __len__(self) -> int:
         return self._active
@@ -103,7 +105,9 @@ class MediaStreams:
     def install(self, app: web.Application) -> None:
         app.add_routes([web.get(PATH, self.handle)])
         app.on_shutdown.append(self._shutdown)
-        self.calls.other_calls = self.__len__  # WHIP admission counts the streams too
+        # WHIP admission counts the streams too, and the drain waits for them and ends them at its deadline
+        self.calls.other_calls = self.__len__
+        self.calls.end_other_calls = self._end_all
 
     # -- admission and authentication ---------------------------------------------------------------
 
@@ -219,6 +223,15 @@ class MediaStreams:
         self._active -= 1
         if self._active == 0:
             self._idle.set()
+        self.calls.other_call_ended()
+
+    def _end_all(self, reason: str) -> None:
+        """The drain's deadline: every stream's socket is closed with `reason`; its call ends "ended"."""
+        self._end_reason = reason
+        for ws in list(self._sockets):
+            task = asyncio.ensure_future(_close(ws, WSCloseCode.GOING_AWAY, reason))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def _await_start(self, ws: web.WebSocketResponse, parser: MediaStreamParser) -> Started:
         limit = self.config.start_timeout_s
@@ -269,8 +282,8 @@ class MediaStreams:
         except _Ended as exc:
             status, reason = exc.status, exc.reason
             code = WSCloseCode.POLICY_VIOLATION if exc.status == "failed" else WSCloseCode.OK
-            if self._shutting_down and exc.reason == _CLOSED:
-                status, reason, code = "ended", "server draining", WSCloseCode.GOING_AWAY
+            if self._end_reason is not None and exc.reason == _CLOSED:
+                status, reason, code = "ended", self._end_reason, WSCloseCode.GOING_AWAY
         except asyncio.CancelledError:
             status, reason = "failed", "call cancelled"
             raise
@@ -295,6 +308,7 @@ class MediaStreams:
         """aiohttp's on_shutdown (the listener is already closed): every stream's call ends "server
         draining" and is finished before the app goes."""
         self._shutting_down = True
+        self._end_reason = "server draining"
         for ws in list(self._sockets):
             await _close(ws, WSCloseCode.GOING_AWAY, "server draining")
         with contextlib.suppress(TimeoutError):

@@ -447,8 +447,10 @@ class Calls:
         self._starting = 0
         self._draining = False
         self._changed = asyncio.Event()
-        # Calls of another edge that share `max_calls` (worker.media_streams sets it to its active streams).
+        # Calls of another edge (worker.media_streams) that share `max_calls` and the drain: how many are
+        # active, and how to end them all (at the drain deadline); the edge calls `other_call_ended`.
         self.other_calls: Callable[[], int] = lambda: 0
+        self.end_other_calls: Callable[[str], None] = lambda reason: None
         self.registry = r = registry or CollectorRegistry()
         Gauge(
             "converse_half_open_calls", "Answered offers whose ICE + DTLS has not connected yet", registry=r
@@ -653,9 +655,13 @@ class Calls:
         call.end(status, reason)
         return await call.wait_finished(wait_s)
 
+    def other_call_ended(self) -> None:
+        """Another edge's call has finished: wakes a drain waiting for the calls to end."""
+        self._changed.set()
+
     async def _wait_idle(self, wait_s: float | None) -> bool:
         deadline = None if wait_s is None else self.clock() + wait_s
-        while self._calls or self._starting:
+        while self._calls or self._starting or self.other_calls():
             self._changed.clear()
             remaining = None if deadline is None else deadline - self.clock()
             if remaining is not None and remaining <= 0:
@@ -679,6 +685,7 @@ class Calls:
         for call in list(self._calls.values()):
             call.finish_by = teardown_by
             call.end("ended", "server draining")
+        self.end_other_calls("server draining")
         if finish_by is None:
             await self._wait_idle(None)
             return
