@@ -18,8 +18,9 @@ are; the recording's codec is `pcmu`) and is decoded to the 48 kHz speech timeli
 
 The call ends with the stream: `stop` or the socket closing ("ended": what was sent is kept), no media for
 the WebRTC path's `no_media_timeout_s` or a protocol error ("failed"), `max_call_s`, or the server's
-shutdown. Capacity is shared with WebRTC: streams and connected WebRTC calls together stay within
-`max_calls`; a draining server refuses new streams with 503.
+drain's deadline. Capacity and drain are shared with WebRTC (`worker.webrtc.Calls` hooks): streams and
+connected WebRTC calls together stay within `max_calls`, a draining server refuses new streams with 503
+and waits for active ones until its deadline, then ends them "server draining".
 """
 
 from __future__ import annotations
