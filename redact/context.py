@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from enum import Enum
+from typing import Final
 
 from redact.numbers import trie
 
@@ -84,6 +85,33 @@ _OF_RE = re.compile(r"[^a-z]+of(?![a-z])")
 _SPLIT_RE = re.compile(r"[^a-z]+")
 
 
+# First letters of every word a cue match can start with, one bit per letter a-z (`_cue_matches`).
+_CUE_STARTS: Final = sum(
+    1 << (c - 97) for c in {ord(w[0]) for w in [*_UNIGRAMS, *_ID_HEADS, *(a for a, _ in _BIGRAMS), "number"]}
+)
+_CUE_MATCH: Final = _CUE_RE.match
+
+
+def _cue_matches(lower: str) -> list[re.Match[str]]:
+    """`_CUE_RE.finditer(lower)`, with the regex tried only where a match can start: a letter that
+    begins a cue word, not after another letter (`finditer` enters the matcher at every position)."""
+    out: list[re.Match[str]] = []
+    i = 0
+    n = len(lower)
+    while i < n:
+        o = ord(lower[i])
+        if 97 <= o <= 122 and (_CUE_STARTS >> (o - 97)) & 1:
+            p = ord(lower[i - 1]) if i else 32
+            if not 97 <= p <= 122:
+                m = _CUE_MATCH(lower, i)
+                if m is not None:
+                    out.append(m)
+                    i = m.end()
+                    continue
+        i += 1
+    return out
+
+
 def _pair_cue(first: str, second: str) -> Cue | None:
     cue = _BIGRAMS.get((first, second))
     if cue is None and first in _ID_HEADS and second in _ID_TAILS:
@@ -100,7 +128,7 @@ def cue_index(text: str, lower: str | None = None) -> list[tuple[int, int, Cue]]
     if len(lower) != len(text):  # rare Unicode whose lower case changes length: keep offsets right
         lower = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
     out: list[tuple[int, int, Cue]] = []
-    for m in _CUE_RE.finditer(lower):
+    for m in _cue_matches(lower):
         kind = m.lastgroup
         if kind == "word":
             out.append((m.start(), m.end(), _UNIGRAMS[m.group()]))

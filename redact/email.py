@@ -90,8 +90,15 @@ def local_start(text: str, at: int) -> int:
     comma that no spelled letter or clarifier explains ("Thanks, jo at ..." keeps "Thanks,")."""
     lo = max(0, at - _LOOKBACK)
     window = text[lo:at]
-    clar: list[tuple[int, int]] = [(m.start() + lo, m.end() + lo) for m in _CLARIFIER_RE.finditer(window)]
-    as_in = [(m.start() + lo, m.end() + lo) for m in _AS_IN_RE.finditer(window)]
+    # The two regexes try every position: run them only where their words are (ASCII: lower() then
+    # finds whatever IGNORECASE would; other text runs them as is).
+    low_window = window.lower() if window.isascii() else ""
+    clar: list[tuple[int, int]] = []
+    if not low_window or "word" in low_window or "space" in low_window or "case" in low_window:
+        clar = [(m.start() + lo, m.end() + lo) for m in _CLARIFIER_RE.finditer(window)]
+    as_in: list[tuple[int, int]] = []
+    if not low_window or "as" in low_window:
+        as_in = [(m.start() + lo, m.end() + lo) for m in _AS_IN_RE.finditer(window)]
     tokens = [(m.start() + lo, m.end() + lo) for m in _TOKEN_RE.finditer(window)]
     start = at
     words = 0
