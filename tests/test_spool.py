@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from storage.errors import NotFoundError, StorageUnavailableError
 from storage.factory import Stores
 from storage.keys import LocalKeyFile
 from storage.memory import MemoryRecordingStore, MemoryTranscriptStore
-from storage.protocols import WrappedKey
+from storage.protocols import CallKey, WrappedKey
 from storage.sealed_text import SealedTranscriptStore
 from storage.spool import (
     SpoolFullError,
@@ -61,6 +62,17 @@ class KeyedMemoryStore(MemoryTranscriptStore):
         if key is None or not key.blob:
             return False
         self.call_keys[call_id] = WrappedKey(key.kek_id, key.kek_version, b"")
+        return True
+
+    async def iter_call_keys(self) -> AsyncIterator[CallKey]:
+        for call_id in sorted(self.call_keys):
+            if self.call_keys[call_id].blob:
+                yield CallKey(call_id, self.call_keys[call_id])
+
+    async def replace_call_key(self, call_id: str, wrapped: WrappedKey, *, expected: WrappedKey) -> bool:
+        if self.call_keys.get(call_id) != expected or not expected.blob:
+            return False
+        self.call_keys[call_id] = wrapped
         return True
 
 
