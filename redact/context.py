@@ -85,30 +85,33 @@ _OF_RE = re.compile(r"[^a-z]+of(?![a-z])")
 _SPLIT_RE = re.compile(r"[^a-z]+")
 
 
-# First letters of every word a cue match can start with, one bit per letter a-z (`_cue_matches`).
-_CUE_STARTS: Final = sum(
-    1 << (c - 97) for c in {ord(w[0]) for w in [*_UNIGRAMS, *_ID_HEADS, *(a for a, _ in _BIGRAMS), "number"]}
-)
+# Every word a cue match can start with (`_cue_matches`). Final: mypyc reads it as a C static.
+_CUE_FIRST_WORDS: Final = frozenset([*_UNIGRAMS, *_ID_HEADS, *(a for a, _ in _BIGRAMS), "number"])
 _CUE_MATCH: Final = _CUE_RE.match
 
 
 def _cue_matches(lower: str) -> list[re.Match[str]]:
-    """`_CUE_RE.finditer(lower)`, with the regex tried only where a match can start: a letter that
-    begins a cue word, not after another letter (`finditer` enters the matcher at every position)."""
+    """`_CUE_RE.finditer(lower)`, with the regex tried only at a word (a run of a-z) that may start a
+    cue: every alternative starts with a whole word of _CUE_FIRST_WORDS (`finditer` enters the matcher
+    at every position, and each entry walks the word lists)."""
     out: list[re.Match[str]] = []
     i = 0
     n = len(lower)
     while i < n:
         o = ord(lower[i])
-        if 97 <= o <= 122 and (_CUE_STARTS >> (o - 97)) & 1:
-            p = ord(lower[i - 1]) if i else 32
-            if not 97 <= p <= 122:
-                m = _CUE_MATCH(lower, i)
-                if m is not None:
-                    out.append(m)
-                    i = m.end()
-                    continue
-        i += 1
+        if not 97 <= o <= 122:
+            i += 1
+            continue
+        j = i + 1
+        while j < n and 97 <= ord(lower[j]) <= 122:
+            j += 1
+        if lower[i:j] in _CUE_FIRST_WORDS:
+            m = _CUE_MATCH(lower, i)
+            if m is not None:
+                out.append(m)
+                i = m.end()
+                continue
+        i = j
     return out
 
 

@@ -13,9 +13,11 @@ after words that announce an address, see the comment above it.
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from redact.numbers import NUMBER_WORDS
 from redact.spans import Span
+from redact.starts import WORD, find_at, table
 
 _LITERAL_RE = re.compile(
     r"(?<![\w.+-])[A-Za-z0-9](?:[A-Za-z0-9._%+'-]*[A-Za-z0-9_])?"
@@ -47,8 +49,11 @@ _DOMAIN = (
     rf"|(?:{_PROVIDERS})\b(?![./@-]\w|\s+dot\b))"  # "at g mail": a webmail provider needs no TLD
 )
 _AT_RE = re.compile(r"(?<![\w@])(?:at\b\s*|@\s*)", re.IGNORECASE)
+_AT_MATCH: Final = _AT_RE.match
+_AT_STARTS: Final = table("aA@", WORD + "@")  # `redact.starts`: where _AT_RE may match
 _DOMAIN_RE = re.compile(_DOMAIN, re.IGNORECASE)
-PROVIDER_HINT_RE = re.compile(rf"\bat\s+(?:{_PROVIDERS})\b")  # on lower-cased text
+# On lower-cased text. "a(?<!\wa)" is "\ba" led by a literal, which the engine skips to.
+PROVIDER_HINT_RE = re.compile(rf"a(?<!\wa)t\s+(?:{_PROVIDERS})\b")
 
 # The local part of a spoken address is read back from its "at", word by word (see `local_start`).
 _STOP_WORDS = frozenset(
@@ -156,16 +161,22 @@ def local_start(text: str, at: int) -> int:
 _WEBMAIL_RE = re.compile(
     rf"(?<![\w.@-])(?:{_PROVIDERS}|e\s?mail)(?:\s+dot\s+|\.)(?:com|net)\b(?![.@-]\w|/)", re.IGNORECASE
 )
-WEBMAIL_HINT_RE = re.compile(r"(?<!\[e)mail|yahoo|outlook|aol|cloud|comcast")  # lower case; not "[EMAIL]"
+# Lower case; not "[EMAIL]". Led by a character class (the engine skips to it), each branch then looks
+# back at that character.
+WEBMAIL_HINT_RE = re.compile(
+    r"[mayoc](?:(?<=m)(?<!\[em)ail|(?<=y)ahoo|(?<=o)utlook|(?<=a)ol|(?<=c)loud|(?<=c)omcast)"
+)
 
 
+_WEBMAIL_MATCH: Final = _WEBMAIL_RE.match
+_WEBMAIL_STARTS: Final = table("ghpyoaiceGHPYOAICE", WORD + ".@-")
 _SAID_AT_RE = re.compile(r"(?<![\w'])(at|that|and)\s+$", re.IGNORECASE)
 
 
 def _webmail(text: str, spans: list[Span]) -> None:
     """Add, in place, spans for webmail domains no address took, with the words before them that
     `local_start` reads as a local part."""
-    for m in _WEBMAIL_RE.finditer(text):
+    for m in find_at(_WEBMAIL_MATCH, text, _WEBMAIL_STARTS):
         if any(s.start < m.end() and m.start() < s.end for s in spans):
             continue
         start = m.start()
@@ -177,7 +188,7 @@ def _webmail(text: str, spans: list[Span]) -> None:
 
 def find_emails(text: str) -> list[Span]:
     spans = [Span(m.start(), m.end(), "EMAIL") for m in _LITERAL_RE.finditer(text)] if "@" in text else []
-    for at in _AT_RE.finditer(text):
+    for at in find_at(_AT_MATCH, text, _AT_STARTS):
         domain = _DOMAIN_RE.match(text, at.end())
         if domain is None or any(s.start < domain.end() and at.start() < s.end for s in spans):
             continue
@@ -208,6 +219,10 @@ _HORIZON = 1000  # characters after a cue that may hold those words
 _DOTTED_RE = re.compile(
     r"(?<![\w.@/-])[A-Za-z0-9][\w'-]*(?:\.[A-Za-z0-9][\w-]*)+(?![\w@-]|\.\w|/|\s+slash\b)", re.IGNORECASE
 )
+_CUE_MATCH: Final = _CUE_RE.match
+_CUE_STARTS: Final = table("emaswfEMASWF", WORD + "[-")
+_DOTTED_MATCH: Final = _DOTTED_RE.match
+_DOTTED_STARTS: Final = table(WORD.replace("_", ""), WORD + ".@/-")
 _TLD_END_RE = re.compile(rf"\.(?:{TLDS})$", re.IGNORECASE)
 _LEAD_INS = frozenset(
     "is was are to at me it it's its is: email e-mail mail address send sent write wrote forward please"
@@ -250,7 +265,7 @@ def merge_adjacent(text: str, spans: list[Span]) -> list[Span]:
 def find_email_fallback(text: str, taken: list[Span]) -> list[Span]:
     """Addresses whose "at" the ASR lost, in email context (see above); none overlap `taken`."""
     spans: list[Span] = []
-    for cue in _CUE_RE.finditer(text):
+    for cue in find_at(_CUE_MATCH, text, _CUE_STARTS):
         # Bounded: each cue looks at most _HORIZON characters ahead (its _REACH words fit), so a text
         # of many cues ("mail mail mail ...") costs linear time, not quadratic.
         horizon = min(len(text), cue.end() + _HORIZON)
@@ -260,7 +275,7 @@ def find_email_fallback(text: str, taken: list[Span]) -> list[Span]:
         if len(words) > _REACH:  # only the first _REACH words
             end = cue.end() + len(text[cue.end() : end]) - len(words[-1])
         floor = cue.end()
-        for m in _DOTTED_RE.finditer(text, cue.end(), end):
+        for m in find_at(_DOTTED_MATCH, text, _DOTTED_STARTS, cue.end(), end):
             token = m.group()
             if cue.lastgroup == "weak" and not _TLD_END_RE.search(token):
                 continue
