@@ -17,7 +17,7 @@ from typing import Final
 
 from redact.numbers import NUMBER_WORDS
 from redact.spans import Span
-from redact.starts import WORD, find_at, table
+from redact.starts import BLOCKS, WORD, find_at, table
 
 _LITERAL_RE = re.compile(
     r"(?<![\w.+-])[A-Za-z0-9](?:[A-Za-z0-9._%+'-]*[A-Za-z0-9_])?"
@@ -56,7 +56,7 @@ _DOMAIN_RE = re.compile(_DOMAIN, re.IGNORECASE)
 PROVIDER_HINT_RE = re.compile(rf"a(?<!\wa)t\s+(?:{_PROVIDERS})\b")
 
 # The local part of a spoken address is read back from its "at", word by word (see `local_start`).
-_STOP_WORDS = frozenset(
+_STOP_WORDS: Final = frozenset(
     (
         _STOP + "|much|very|well|yeah|hey|got|get|have|has|had|do|does|did|can|could|will|would|should"
         "|may|might|am|not|if|when|where|who|which|what|how|why|let|tell|told|give|gave|need|want"
@@ -64,9 +64,9 @@ _STOP_WORDS = frozenset(
         "|spell|via|says|say|said|put|puts|update|change|changed|it|reach|into|onto"
     ).split("|")
 ) - {"info", "one", "word", "all", "lowercase", "uppercase", "dot", "um", "uh"}
-_JOIN_WORDS = frozenset(("dot", "period", "underscore", "dash", "hyphen", "plus"))
-_FILLERS = frozenset(("um", "umm", "uh", "uhm", "er", "erm", "ah", "hmm", "sorry"))
-_PAUSED = frozenset(("clar", "letter", "filler"))  # tokens a comma may stand beside inside an address
+_JOIN_WORDS: Final = frozenset(("dot", "period", "underscore", "dash", "hyphen", "plus"))
+_FILLERS: Final = frozenset(("um", "umm", "uh", "uhm", "er", "erm", "ah", "hmm", "sorry"))
+_PAUSED: Final = frozenset(("clar", "letter", "filler"))  # tokens a comma may stand beside inside an address
 _CLARIFIER_RE = re.compile(
     r"(?:that's\s+|that\s+is\s+|it's\s+)?(?:all\s+)?one\s+word|no\s+spaces?|(?:all\s+)?lower\s*case"
     r"|(?:all\s+)?upper\s*case",
@@ -74,6 +74,7 @@ _CLARIFIER_RE = re.compile(
 )
 _AS_IN_RE = re.compile(r"\b[a-z]\s+as\s+in\s+[a-z]+", re.IGNORECASE)  # "m as in Mary": a spelled letter
 _TOKEN_RE = re.compile(r"\S+")
+_AS_IN_HINT_RE = re.compile(r"as\s+in\s")  # on lower-cased ASCII: what _AS_IN_RE needs, led by a literal
 _LOOKBACK = 160  # longest local part said out loud, spelled letters and clarifiers included
 _MAX_LOCAL_WORDS = 5  # "mary jo ann smith 1985"; spelled letters and joiners not counted
 _MAX_LOCAL_TOKENS = 24
@@ -83,6 +84,32 @@ def _is_letters(word: str) -> bool:
     """A spelled letter ("b", "R.") or letters joined by hyphens ("K-O-V-A-C-S")."""
     w = word.rstrip(".")
     return (len(w) == 1 and w.isalpha()) or (len(w) >= 3 and w[1] == "-" and w.replace("-", "").isalpha())
+
+
+def _is_space(c: str) -> bool:
+    """What "\\s" matches in a str pattern (str.isspace), with the ASCII cases inline."""
+    o = ord(c)
+    if o < 128:
+        return o == 32 or 9 <= o <= 13 or 28 <= o <= 31
+    return c.isspace()
+
+
+def _tokens_before(text: str, lo: int, at: int, limit: int) -> list[tuple[int, int]]:
+    """The last `limit` runs of non-space characters ("\\S+") of text[lo:at], in order, as
+    (start, end): a walk back from `at` (a regex walk over the whole window cost more)."""
+    out: list[tuple[int, int]] = []
+    i = at
+    while i > lo and len(out) < limit:
+        while i > lo and _is_space(text[i - 1]):
+            i -= 1
+        if i == lo:
+            break
+        e = i
+        while i > lo and not _is_space(text[i - 1]):
+            i -= 1
+        out.append((i, e))
+    out.reverse()
+    return out
 
 
 def local_start(text: str, at: int) -> int:
@@ -102,9 +129,9 @@ def local_start(text: str, at: int) -> int:
     if not low_window or "word" in low_window or "space" in low_window or "case" in low_window:
         clar = [(m.start() + lo, m.end() + lo) for m in _CLARIFIER_RE.finditer(window)]
     as_in: list[tuple[int, int]] = []
-    if not low_window or "as" in low_window:
+    if not low_window or _AS_IN_HINT_RE.search(low_window) is not None:
         as_in = [(m.start() + lo, m.end() + lo) for m in _AS_IN_RE.finditer(window)]
-    tokens = [(m.start() + lo, m.end() + lo) for m in _TOKEN_RE.finditer(window)]
+    tokens = _tokens_before(text, lo, at, _MAX_LOCAL_TOKENS)
     start = at
     words = 0
     right_kind = ""  # kind of the token to the right of the current one: "", letter, clar, word, join
@@ -186,9 +213,30 @@ def _webmail(text: str, spans: list[Span]) -> None:
         spans.append(Span(min(local_start(text, at), start), m.end(), "EMAIL"))
 
 
+def _ats(text: str) -> list[re.Match[str]]:
+    """`_AT_RE.finditer(text)`, the regex tried only at an "@" or at an "at" that follows no word
+    character or "@" (`find_at`, with the second letter checked too: most words starting with "a" are
+    not "at")."""
+    out: list[re.Match[str]] = []
+    i = 0
+    n = len(text)
+    while i < n:
+        o = ord(text[i])
+        if o == 64 or o > 127 or ((o == 97 or o == 65) and i + 1 < n and text[i + 1] in "tT"):
+            p = ord(text[i - 1]) if i > 0 else 128
+            if p > 127 or not _AT_STARTS[p] & BLOCKS:
+                m = _AT_MATCH(text, i, n)
+                if m is not None:
+                    out.append(m)
+                    i = m.end() if m.end() > i else i + 1
+                    continue
+        i += 1
+    return out
+
+
 def find_emails(text: str) -> list[Span]:
     spans = [Span(m.start(), m.end(), "EMAIL") for m in _LITERAL_RE.finditer(text)] if "@" in text else []
-    for at in find_at(_AT_MATCH, text, _AT_STARTS):
+    for at in _ats(text):
         domain = _DOMAIN_RE.match(text, at.end())
         if domain is None or any(s.start < domain.end() and at.start() < s.end for s in spans):
             continue

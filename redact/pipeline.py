@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from redact.card import luhn_valid
 from redact.context import Cue, cue_index, nearest_cue
@@ -48,8 +49,14 @@ _MIN_DIGITS = 7
 
 
 # A spoken address ends in ".com"/"dot com" (a known TLD); a written one has an "@".
-# Led by a character class, so the engine skips to a "." or "d" instead of trying every position.
-_TLD_HINT_RE = re.compile(rf"[.d](?:(?<=\.)|(?<![a-z]d)(?<=d)ot\s+)(?:{TLDS})\b")
+# Two patterns led by a literal (".", "dot"), which the engine's search skips to; one pattern led by
+# the class "[.d]" entered the matcher at every "d".
+_TLD_DOT_RE: Final = re.compile(rf"\.(?:{TLDS})\b")
+_TLD_WORD_RE: Final = re.compile(rf"dot(?<![a-z]dot)\s+(?:{TLDS})\b")
+
+
+def _tld_hint(lowered: str) -> bool:
+    return _TLD_DOT_RE.search(lowered) is not None or _TLD_WORD_RE.search(lowered) is not None
 
 
 _WEBMAIL_WORDS = ("mail", "yahoo", "outlook", "aol", "cloud", "comcast")  # what WEBMAIL_HINT_RE looks for
@@ -61,7 +68,7 @@ def _has_email_hint(lowered: str) -> bool:
     at = " at " in lowered or lowered.startswith("at ")
     if not at and not any(w in lowered for w in _WEBMAIL_WORDS):
         return False
-    tld = _TLD_HINT_RE.search(lowered) is not None
+    tld = _tld_hint(lowered)
     if at:
         if tld or PROVIDER_HINT_RE.search(lowered) is not None:
             return True
