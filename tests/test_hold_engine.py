@@ -20,7 +20,7 @@ from storage.memory import MemoryRecordingStore, MemoryTranscriptStore
 from storage.protocols import UtteranceRecord
 from tests.support import FIXTURES
 from tests.test_hold import leaks
-from worker.engine import Engine, EngineConfig
+from worker.engine import Engine, EngineConfig, RedactFn
 from worker.replay import replay_one
 
 
@@ -162,3 +162,28 @@ async def test_a_held_final_does_not_hold_up_the_other_track(tmp_path: Path) -> 
     track0 = sorted((u for u in stored if u.track == 0), key=lambda u: u.seq)
     assert [u.text for u in track0[:3]] == ["Hello.", "My number is [PHONE].", "[PHONE]."]
     assert [u.start for u in track0] == sorted(u.start for u in track0)  # seq order is time order
+
+
+async def test_a_joint_redaction_failure_stores_neither_final(tmp_path: Path) -> None:
+    """Fail closed across the hold: when the joined text cannot be redacted, both finals are counted
+    failed and nothing is stored (never the held half raw)."""
+
+    def redactor(text: str, variables: object, context: str | None = None) -> tuple[str, dict[str, int]]:
+        if "555" in text and "4567" in text:
+            raise RuntimeError("redactor exploded")
+        return text, {}
+
+    store = MemoryTranscriptStore()
+    eng = Engine(
+        transcripts=store,
+        recordings=MemoryRecordingStore(),
+        keys=LocalKeyFile(tmp_path / "kek.json"),
+        asr=ScriptedAsr({0: ["My number is 555 123.", "4567."]}),
+        redactor=RedactFn(redactor, takes_context=True),
+        config=EngineConfig(flush_interval_s=0.05),
+    )
+    summary = await replay_one(
+        eng, load_fixture(FIXTURES / "example_call.flac"), realtime=False, emit=lambda e: None
+    )
+    assert summary.failed_utterances == 2 and summary.utterances == 0
+    assert await store.get_utterances(summary.call_id) == []
