@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 SEED = 20261204
-LINES = 7200
+LINES = 7800  # BASE_LINES, then 600 of the later families
 HELD_OUT_EVERY = 3  # line i is held out when i % HELD_OUT_EVERY == 0
 
 _ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -704,6 +704,81 @@ def card_line(g: Gen) -> tuple[Line, str]:
     return Line().say(g.pick(_CARD_LEADS)).ent(text, "CARD").say(g.pick(_ENDS)), fam
 
 
+# ---------------------------------------------------------------- runs of misheard digit words
+
+_RUN_PHONE_LEADS = [
+    "My number is ",
+    "The phone number is ",
+    "My cell is ",
+    "Call me at ",
+    "You can reach me at ",
+    "Her phone number is ",
+    "The number is, um, ",
+]
+_RUN_CARD_LEADS = [
+    "The card number is ",
+    "The car number is ",
+    "The cart number is ",
+    "My card number is ",
+    "The car number is, uh, ",
+    "My Visa is ",
+]
+
+
+def _all_misheard(g: Gen, digits: str) -> str:
+    """Digits one word each, every digit that has a homophone written as one with even odds, the first
+    and last included (a run led or ended by "free"/"for"), at least one homophone."""
+    toks = [g.digit_word(d) for d in digits]
+    can = [i for i, d in enumerate(digits) if d in ASR_DIGIT_WORDS]
+    swapped = [i for i in can if g.chance(0.5)]
+    if can and not swapped:
+        swapped = [g.pick(can)]
+    for i in swapped:
+        words = ASR_DIGIT_WORDS[digits[i]]
+        if i == len(digits) - 1:  # "... 0199 to activate": a last "to"/"for" is the word (dev rules)
+            words = [w for w in words if w not in ("to", "for")] or [g.digit_word(digits[i])]
+        toks[i] = g.pick(words)
+    return " ".join(toks)
+
+
+def asr_run_line(g: Gen) -> tuple[Line, str]:
+    """Issue 14: tiny.en writes a number read fast as a run of homophones: "The car number is fine,
+    fine, fine, ..." for a card of fives, "free won two, fine fine five, ..." for a phone."""
+    if g.chance(0.45):
+        if g.chance(0.4):  # one homophone again and again: a card read as one repeated digit
+            d = g.pick(sorted(ASR_DIGIT_WORDS))
+            word = g.pick(ASR_DIGIT_WORDS[d])
+            text = ", ".join([word] * g.pick((15, 16)))
+        else:
+            n = _card(g)
+            groups = [n[i : i + 4] for i in range(0, len(n), 4)]
+            text = ", ".join(_all_misheard(g, x) for x in groups) if g.chance(0.6) else _all_misheard(g, n)
+        line = Line().say(g.pick(_RUN_CARD_LEADS)).ent(text, "CARD")
+        return line.say(g.pick(_ENDS)), "card_asr_run"
+    a, b, c = _nanp(g)
+    if g.chance(0.6):
+        text = ", ".join(_all_misheard(g, x) for x in (a, b, c))
+    else:
+        text = _all_misheard(g, a + b + c)
+    return Line().say(g.pick(_RUN_PHONE_LEADS)).ent(text, "PHONE").say(g.pick(_ENDS)), "phone_asr_run"
+
+
+def homophone_negative_line(g: Gen) -> tuple[Line, str]:
+    """The homophones as the words they are, beside numbers and number cues; all of it stays."""
+    n = g.r.randint(2, 9)
+    choices = [
+        f"I've had the cough for four weeks, maybe {g.pick(_ONES[2:6])}.",
+        "Take two to three times a day, with food.",
+        "Fine, fine, thank you. And you?",
+        f"I ate at five, then took {g.pick(('one', 'two'))} tablets.",
+        "My number is the same, fine, fine, thanks for asking.",
+        f"For two to four weeks, then {n} for a week, fine?",
+        "The phone is fine, I called for two hours to get through.",
+        f"We won {g.pick(_ONES[2:9])} to {g.pick(_ONES[1:5])}, fine, fine, fine game.",
+    ]
+    return Line().say(g.pick(choices)), "hn_homophone"
+
+
 # ---------------------------------------------------------------- several entities and hard negatives
 
 
@@ -893,16 +968,23 @@ MAKERS = [
 ]
 
 
+# Families added later draw lines BASE_LINES and up only, so the earlier lines stay as they were (the rules
+# were never tuned on the held-out ones); the split is the same i % HELD_OUT_EVERY.
+BASE_LINES = 7200
+LATER_MAKERS = [(asr_run_line, 3), (homophone_negative_line, 1)]
+
+
 def generate(lines: int = LINES, seed: int = SEED) -> Iterator[dict[str, Any]]:
     """Rows {"id", "text", "redacted", "family", "split", "spans"} in order (spans: [start, end, label]
     of each entity in `text`); the same for the same
     arguments on any machine (random.Random with a str seed is stable across runs and platforms)."""
     makers = [m for m, w in MAKERS for _ in range(w)]
+    later = [m for m, w in LATER_MAKERS for _ in range(w)]
     for i in range(lines):
         held_out = i % HELD_OUT_EVERY == 0
         rng = random.Random(f"{seed}:{i}")
         g = Gen(rng, held_out)
-        line, fam = rng.choice(makers)(g)
+        line, fam = rng.choice(makers if i < BASE_LINES else later)(g)
         line = context(g, line)
         text = line.text()
         yield {

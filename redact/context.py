@@ -61,6 +61,8 @@ _BIGRAMS: dict[tuple[str, str], Cue] = {
 # "claim number", "social security number") or it counts something ("the number of refills").
 _NUMBER_NOT_AFTER = frozenset([*_UNIGRAMS, *_ID_HEADS, *(b for _, b in _BIGRAMS), "security", "id"])
 
+_ASR_CARD = frozenset(("car", "cart"))  # what tiny.en writes for "card" before "number"
+
 _NOT_LETTER_BEFORE, _NOT_LETTER_AFTER = r"(?<![a-z])", r"(?![a-z])"
 
 
@@ -149,7 +151,12 @@ def cue_index(text: str, lower: str | None = None) -> list[tuple[int, int, Cue]]
         else:
             s = m.start()
             prev = _LAST_WORD_RE.search(lower, max(0, s - 24), s)
-            if (prev is None or prev.group(1) not in _NUMBER_NOT_AFTER) and not _OF_RE.match(lower, m.end()):
+            if prev is not None and prev.group(1) in _ASR_CARD and lower[prev.end(1) : s].isspace():
+                # tiny.en's "car number" for "card number"
+                out.append((prev.start(1), m.end(), Cue.CARD))
+            elif (prev is None or prev.group(1) not in _NUMBER_NOT_AFTER) and not _OF_RE.match(
+                lower, m.end()
+            ):
                 out.append((s, m.end(), Cue.PHONE))
     return out
 

@@ -409,9 +409,11 @@ def _digit_neighbour(tok: NumToken) -> bool:
 
 
 def _resolve_weak(text: str, tokens: list[NumToken]) -> list[NumToken]:
-    """Keep a run of WEAK_WORDS tokens only between two digit tokens of one number ("oh one for two",
-    "5 won 0 5", commas or fillers between allowed); elsewhere "for"/"to"/"fine" are words."""
+    """Keep a run of WEAK_WORDS tokens between two digit tokens of one number ("oh one for two", "5 won
+    0 5", commas or fillers between allowed) or in a cued run of digit words (`_cued_weak`); elsewhere
+    "for"/"to"/"fine" are words."""
     out: list[NumToken] = []
+    cued = _cued_weak(text, tokens)
     i, n = 0, len(tokens)
     while i < n:
         if not tokens[i].weak:
@@ -430,8 +432,89 @@ def _resolve_weak(text: str, tokens: list[NumToken]) -> list[NumToken]:
                     break
         if keep:
             out.extend(tokens[i : j + 1])
+        else:
+            out.extend(tokens[k] for k in range(i, j + 1) if k in cued)
         i = j + 1
     return out
+
+
+# Words right before a digit run that say a number is being read: a phone or card word, with the ASR's
+# spellings of "card number" ("car number", "cart number"), "number", or "call/text/reach (me) at",
+# then "is"/"was" and fillers.
+_RUN_CUE_RE = re.compile(
+    r"(?<![a-z])(?:(?:phone|cell|mobile|card|fax|visa|mastercard)(?:\s+number)?|(?:car|cart)\s+number|number"
+    r"|(?:call|text|reach|dial)(?:\s+(?:me|us|her|him|them))?(?:\s+back)?(?P<at>\s+(?:at|on))?)"
+    r"(?P<link>\s+(?:is|was|it's)|\s*:)?[\s,]*(?:(?:um+|uh+)[\s,]*)?$",
+    re.IGNORECASE,
+)
+_RUN_CUE_REACH = 40  # characters before a run that may hold its cue
+_MIN_MIXED_RUN = 4  # digit words, homophones among them
+_PREPOSITIONS = frozenset(("to", "for"))
+
+
+def _is_preposition(text: str, tok: NumToken) -> bool:
+    return tok.weak and text[tok.start : tok.end].lower() in _PREPOSITIONS
+
+
+_MIN_SAME_RUN = 6  # one homophone said again and again, commas between ("fine, fine, fine, ...")
+
+
+def _cued_weak(text: str, tokens: list[NumToken]) -> set[int]:
+    """Indices of WEAK_WORDS tokens that are digits because of the run they are in (fail safe): after
+    a number cue, a run of digit tokens and homophones linked by spaces, commas or fillers that holds
+    at least _MIN_MIXED_RUN tokens with a real digit among them ("number is free won fine six"), or
+    _MIN_SAME_RUN times the same homophone with commas between (tiny.en's "The car number is fine,
+    fine, fine, ..." for a card read as fives). Without the cue, "for four weeks", "fine, fine, thank
+    you" and "two to three times a day" stay words."""
+    cued: set[int] = set()
+    i, n = 0, len(tokens)
+    while i < n:
+        if not tokens[i].digits or tokens[i].blocked:
+            i += 1
+            continue
+        j, commas = i, True
+        while j + 1 < n and tokens[j + 1].digits and not tokens[j + 1].blocked:
+            gap = text[tokens[j].end : tokens[j + 1].start]
+            link = gap_link(gap)
+            if link is Link.BREAK or link is Link.SENTENCE:
+                break
+            commas = commas and "," in gap
+            j += 1
+        # "call 1-800-555-0199 to activate": a "to"/"for" that ends the run is the word (the dev rules),
+        # unless the run is nothing else ("for, for, for, ...").
+        hi = j
+        while hi > i and _is_preposition(text, tokens[hi]):
+            hi -= 1
+        if hi == i and _is_preposition(text, tokens[i]):
+            hi = j
+        commas = commas and all("," in text[tokens[k].end : tokens[k + 1].start] for k in range(i, hi))
+        j = hi
+        size = j - i + 1
+        weak = [k for k in range(i, j + 1) if tokens[k].weak] if size >= _MIN_MIXED_RUN else []
+        cue = None
+        if weak:
+            cue = _RUN_CUE_RE.search(text, max(0, tokens[i].start - _RUN_CUE_REACH), tokens[i].start)
+        if (
+            cue is not None
+            and not cue.group("link")
+            and not cue.group("at")
+            and _is_preposition(text, tokens[i])
+        ):
+            cue = (
+                None  # "update my phone to 212 ...": "to" after a cue noun is a word; after "is"/"at" a digit
+            )
+        if cue is not None:
+            mixed = len(weak) < size
+            same = (
+                not mixed
+                and size >= _MIN_SAME_RUN
+                and commas
+                and len({text[tokens[k].start : tokens[k].end].lower() for k in weak}) == 1
+            )
+            if mixed or same:
+                cued.update(weak)
+        i = j + 1
+    return cued
 
 
 @lru_cache(maxsize=4096)

@@ -51,6 +51,8 @@ def _classify(seq: Sequence[Group], cue: Cue | None) -> str | None:
     phone_first = intl or digits.startswith("0")  # 0044 20 7946 0958 may pass Luhn by chance
     if not phone_first and is_card(digits, cue):
         return "CARD"
+    if cue is Cue.CARD and 13 <= len(digits) <= 19 and any(t.weak for g in seq for t in g.tokens):
+        return "CARD"  # a card read as homophones ("fine, fine, ..."): no issuer prefix to check (fail safe)
     if cue is not Cue.OTHER_ID:  # "appointment ID is 312 555 0177", "MRN 555-0194" stay
         if not intl and is_ssn(digits, sizes, cue):
             return "SSN"

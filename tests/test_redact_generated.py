@@ -77,6 +77,22 @@ FAMILIES = [
     ("It's six one seven, fine fine fine, oh one for two.", "It's [PHONE]."),
     ("Call me at 5 won 2 5 5 5 0 1 ate 8.", "Call me at [PHONE]."),
     ("My number is two oh two five five five to too one four.", "My number is [PHONE]."),
+    # runs of misheard digit words after a number cue: repeated homophones, homophones at a run's edges
+    (
+        "The car number is fine, fine, fine, fine, fine, fine, fine, fine, fine, fine",
+        "The car number is [PHONE]",
+    ),
+    (
+        "The card number is " + ", ".join(["free"] * 15) + ".",
+        "The card number is [CARD].",
+    ),
+    (
+        "The cart number is for, for, for, for, for, for, for, for, for, for, for, for, for, for, for, for.",
+        "The cart number is [CARD].",
+    ),
+    ("My cell is for one fine, fine five fine, oh won eight six.", "My cell is [PHONE]."),
+    ("Call me at to one two, five five fine, zero won for seven.", "Call me at [PHONE]."),
+    ("My Visa is too two to three, oh oh free one, to two zero oh, three too too too.", "My Visa is [CARD]."),
 ]
 
 
@@ -104,6 +120,15 @@ NEGATIVES = [
     "Oh, okay, I see. Oh, that works.",
     "Your appointment is on March 4, 2025 at 3:30 p.m.",
     "The provider's NPI is 1669428715.",
+    # the homophones as words, with and without a number cue before them
+    "I've had the cough for four weeks.",
+    "Take two to three times a day.",
+    "Fine, fine, thank you.",
+    "I ate at five.",
+    "Please update my phone to two for the week.",
+    "My number is the same, fine, fine, thanks for asking.",
+    "We won six to two, fine, fine, fine game.",
+    "My number is fine fine fine fine fine fine fine",  # no commas: not a digit read one per pause
 ]
 
 
