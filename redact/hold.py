@@ -214,20 +214,31 @@ def over_redact_head(result: Result) -> Result:
 
 
 def _decompose(joined: str, redacted: str) -> list[tuple[int, int, str | None]] | None:
-    """`redacted` as spans of `joined`: (start, end, None) copied, (start, end, label) replaced by it."""
+    """`redacted` as spans of `joined`: (start, end, None) copied, (start, end, label) replaced by it.
+
+    Each copied part is found at its first place after the previous one (linear time; a regex of lazy
+    groups can take exponential time on digit runs). Where that misplaces a cut inside an entity, the
+    parts still add up to `redacted`: only which text gets a placeholder can move, never a digit."""
     literals = _PLACEHOLDER.split(redacted)
     labels = _PLACEHOLDER.findall(redacted)
-    pattern = "(.+?)".join(re.escape(lit) for lit in literals)
-    m = re.fullmatch(pattern, joined, re.DOTALL)
-    if m is None:
+    first, last = literals[0], literals[-1]
+    if not joined.startswith(first) or len(first) + len(last) > len(joined) or not joined.endswith(last):
         return None
-    out: list[tuple[int, int, str | None]] = []
-    pos = 0
-    for i, label in enumerate(labels, start=1):
-        out.append((pos, m.start(i), None))
-        out.append((m.start(i), m.end(i), label))
-        pos = m.end(i)
-    out.append((pos, len(joined), None))
+    out: list[tuple[int, int, str | None]] = [(0, len(first), None)]
+    pos, tail_at = len(first), len(joined) - len(last)
+    for label, lit in zip(labels[:-1], literals[1:-1], strict=True):
+        at = joined.find(lit, pos + 1, tail_at)  # every replaced span holds at least one character
+        if at < 0:
+            return None
+        out += [(pos, at, label), (at, at + len(lit), None)]
+        pos = at + len(lit)
+    if labels:
+        if tail_at <= pos:
+            return None
+        out.append((pos, tail_at, labels[-1]))
+        out.append((tail_at, len(joined), None))
+    elif pos != len(joined):
+        return None
     return out
 
 
