@@ -209,11 +209,39 @@ class Group:
         self.soft = soft
 
 
-def _literal(text: str, m: re.Match[str]) -> NumToken:
-    raw = m.group()
+class Hit:
+    """One match of the number scan: `word` is lower[start:end] (what `_SCAN_RE` matched). A native
+    class, not the regex's Match: every read of a Match is a method call through the interpreter."""
+
+    __slots__ = ("end", "start", "word")
+
+    def __init__(self, start: int, end: int, word: str) -> None:
+        self.start: Final = start
+        self.end: Final = end
+        self.word: Final = word
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Hit):
+            return NotImplemented
+        return self.start == other.start and self.end == other.end and self.word == other.word
+
+    def __hash__(self) -> int:
+        return hash((self.start, self.end, self.word))
+
+    def __repr__(self) -> str:
+        return f"Hit({self.start!r}, {self.end!r}, {self.word!r})"
+
+
+def _hit(m: re.Match[str]) -> Hit:
+    s, e = m.span()
+    return Hit(s, e, m.group())
+
+
+def _literal(text: str, m: Hit) -> NumToken:
+    raw = m.word
     plus = raw.startswith("+")
     body = raw.lstrip("+")
-    tok = NumToken(m.start(), m.end(), body, spoken=False, plus=plus)
+    tok = NumToken(m.start, m.end, body, spoken=False, plus=plus)
     if ":" in body or "/" in body:
         tok.blocked = True  # time, date
     elif "," in body:
@@ -236,8 +264,8 @@ def _literal(text: str, m: re.Match[str]) -> NumToken:
             tok.digits, tok.soft = "".join(parts), True
         else:
             tok.blocked = True  # "12.5551234567": the run is redacted alone (`redact.pipeline`)
-    before = text[m.start() - 1] if m.start() > 0 else " "
-    after = text[m.end()] if m.end() < len(text) else " "
+    before = text[m.start - 1] if m.start > 0 else " "
+    after = text[m.end] if m.end < len(text) else " "
     if before in "$£€#%" or after in "%°" or (after.isalpha() and after not in "xX"):
         tok.blocked = True  # $45, 14th, 5mg
     elif before.isalpha() and len(tok.digits) < 10:
@@ -298,14 +326,30 @@ _SCAN_WORD_SET: Final = frozenset(_SCAN_WORDS)
 _SCAN_MATCH: Final = _SCAN_RE.match
 
 
-def scan(lower: str) -> list[re.Match[str]]:
+def _word_char_at(lower: str, j: int) -> bool:
+    """Whether lower[j] is a "\\w" character (False past the end)."""
+    if j >= len(lower):
+        return False
+    o = ord(lower[j])
+    if o < 128:
+        return 97 <= o <= 122 or 48 <= o <= 57 or o == 95 or 65 <= o <= 90
+    return lower[j].isalnum() or lower[j] == "_"
+
+
+def _ascii_digit_at(lower: str, j: int) -> bool:
+    return j < len(lower) and 48 <= ord(lower[j]) <= 57
+
+
+def scan(lower: str) -> list[Hit]:
     """The digit runs and number words of `lower` (a text's lower case of the same length), in order.
 
-    The same matches as `_SCAN_RE.finditer(lower)`, but the regex is tried only where a match can
-    start: a digit, a "+", anything not ASCII, and a run of letters that is a number word and follows
-    no ASCII word character (`finditer` enters the matcher at every position, which was a fifth of the
-    redactor's time)."""
-    out: list[re.Match[str]] = []
+    The same matches as `_SCAN_RE.finditer(lower)`, found without entering the regex engine for the
+    common cases: a run of letters is a number word when it is one of _SCAN_WORDS, follows no ASCII word
+    character and no word character follows it (the pattern's "(?<!\\w)" and "\\b"); an ASCII digit run
+    with ".,:/" between digits is one hit. The regex decides the rest (a "+", anything not ASCII, an
+    ASCII run that a non-ASCII character continues). `finditer` entered the matcher at every position,
+    and each Match read costs a call through the interpreter."""
+    out: list[Hit] = []
     i = 0
     n = len(lower)
     while i < n:
@@ -314,51 +358,69 @@ def scan(lower: str) -> list[re.Match[str]]:
             j = i + 1
             while j < n and 97 <= ord(lower[j]) <= 122:
                 j += 1
-            p = ord(lower[i - 1]) if i else 32
-            if not (48 <= p <= 57 or p == 95 or 65 <= p <= 90) and lower[i:j] in _SCAN_WORD_SET:
-                m = _SCAN_MATCH(lower, i)  # still checks what follows the word ("\\b")
-                if m is not None:
-                    out.append(m)
-                    i = m.end()
-                    continue
+            if not (i and _word_char_at(lower, i - 1)) and not _word_char_at(lower, j):
+                word = lower[i:j]
+                if word in _SCAN_WORD_SET:
+                    out.append(Hit(i, j, word))
             i = j  # no match starts inside a run of letters
             continue
-        if 48 <= o <= 57 or o == 43 or o > 127:
+        if 48 <= o <= 57:
+            j = i + 1
+            while True:
+                while j < n and 48 <= ord(lower[j]) <= 57:
+                    j += 1
+                if j + 1 < n and lower[j] in ".,:/" and _ascii_digit_at(lower, j + 1):
+                    j += 2
+                    continue
+                break
+            if (j < n and ord(lower[j]) > 127) or (
+                j + 1 < n and lower[j] in ".,:/" and ord(lower[j + 1]) > 127
+            ):
+                m = _SCAN_MATCH(lower, i)  # a non-ASCII digit may continue the run: the regex decides
+                if m is not None:
+                    out.append(_hit(m))
+                    i = m.end()
+                    continue
+            else:
+                out.append(Hit(i, j, lower[i:j]))
+                i = j
+                continue
+        elif o == 43 or o > 127:
             m = _SCAN_MATCH(lower, i)
             if m is not None:
-                out.append(m)
+                out.append(_hit(m))
                 i = m.end()
                 continue
         i += 1
     return out
 
 
-def hint(matches: list[re.Match[str]]) -> int:
+def hint(matches: list[Hit]) -> int:
     """At most how many digits the matches of `scan` can give: a run its length (separators counted,
     an upper bound), a word two ("twenty" -> 20; "eight thousand" is two words)."""
     n = 0
     for m in matches:
-        first = m.string[m.start()]
+        first = m.word[0]
         if first.isdigit() or first == "+":
-            n += m.end() - m.start()
+            n += m.end - m.start
         else:
-            n += 1 if m.group() in WEAK_WORDS else 2
+            n += 1 if m.word in WEAK_WORDS else 2
     return n
 
 
-def tokenize(text: str, matches: list[re.Match[str]] | None = None) -> list[NumToken]:
+def tokenize(text: str, matches: list[Hit] | None = None) -> list[NumToken]:
     """`matches`: `scan(text.lower())` if the caller has it (and the lower case keeps the length)."""
     tokens: list[NumToken] = []
     lower = text.lower()
     if len(lower) != len(text):
-        lower, matches = text, list(_SCAN_RE_I.finditer(text))
+        lower, matches = text, [_hit(m) for m in _SCAN_RE_I.finditer(text)]
     elif matches is None:
         matches = scan(lower)
     k, n, size = 0, len(matches), len(text)
     while k < n:
         m = matches[k]
-        s, e = m.span()
-        w = m.group()
+        s, e = m.start, m.end
+        w = m.word
         if w.isdigit():  # the common case, inlined: a plain digit run
             tok = NumToken(s, e, w if w.isascii() else ascii_digits(w), False)
             before = text[s - 1] if s else " "
@@ -382,22 +444,22 @@ def tokenize(text: str, matches: list[re.Match[str]] | None = None) -> list[NumT
             nxt = ""
             if k + 1 < n:
                 nm = matches[k + 1]
-                gap = text[e : nm.start()]
+                gap = text[e : nm.start]
                 if gap and not gap.strip(_JOINER):
-                    nxt = nm.group().lower()
+                    nxt = nm.word.lower()
             digits, used = _spoken(w, nxt)
             if not used:
                 k += 1
                 continue
             last = matches[k + used - 1]
-            tok = NumToken(s, last.end(), digits, True, False, False, used == 1 and w == "oh")
+            tok = NumToken(s, last.end, digits, True, False, False, used == 1 and w == "oh")
             tok.weak = w in WEAK_WORDS
             k += used
         if not tok.blocked and len(tok.digits) < 7:  # "10 days", "20 mg": a quantity
-            if k < n and (gap := text[last.end() : matches[k].start()]) and not gap.strip(_JOINER):
+            if k < n and (gap := text[last.end : matches[k].start]) and not gap.strip(_JOINER):
                 tokens.append(tok)  # the next word is a number ("five five"), not a unit
                 continue
-            nxt_word = _NEXT_WORD_RE.match(lower, last.end())
+            nxt_word = _NEXT_WORD_RE.match(lower, last.end)
             if nxt_word is not None and nxt_word.group(1).lower().rstrip(".") in UNITS:
                 tok.blocked = True
         tokens.append(tok)
@@ -550,9 +612,7 @@ def _oh_in_digits(groups: list[Group], i: int) -> bool:
     return len(prev.digits) == 1 or (groups[i].link is Link.LOOSE and i + 1 < len(groups))
 
 
-def group(
-    text: str, tokens: list[NumToken] | None = None, matches: list[re.Match[str]] | None = None
-) -> list[Group]:
+def group(text: str, tokens: list[NumToken] | None = None, matches: list[Hit] | None = None) -> list[Group]:
     """Join tokens into digit groups; see the module docstring. `matches`: as for `tokenize`."""
     toks = tokenize(text, matches) if tokens is None else tokens
     groups: list[Group] = []

@@ -8,13 +8,12 @@ accepted only when every group is 2-4 digits long, the way people pause inside a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from redact.card import is_card, luhn_valid
 from redact.context import Cue, LazyCues, nearest_cue
 from redact.fallback import counting, fail_closed
-from redact.numbers import Group, Link, group
+from redact.numbers import Group, Hit, Link, group
 from redact.phone import EXTENSION_RE, SERVICE_CODES, is_phone
 from redact.spans import Span
 from redact.ssn import is_ssn
@@ -128,7 +127,7 @@ def _segment(text: str, groups: list[Group], floor: int, cues: LazyCues, *, spli
     return spans
 
 
-def find_numeric(text: str, matches: list[re.Match[str]] | None = None) -> list[Span]:
+def find_numeric(text: str, matches: list[Hit] | None = None) -> list[Span]:
     """PHONE / CARD / SSN spans in `text`, in order, not overlapping. `matches`: `numbers.scan` of the
     text's lower case, if the caller has it."""
     groups = group(text, matches=matches)

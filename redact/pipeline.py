@@ -33,7 +33,7 @@ from redact.email import (
     merge_adjacent,
 )
 from redact.errors import RedactionError
-from redact.numbers import ascii_digits, hint, scan
+from redact.numbers import Hit, ascii_digits, hint, scan
 from redact.numeric import find_numeric
 from redact.spans import Span
 from redact.variables import compile_variables
@@ -182,7 +182,7 @@ def find_spans(
 
 def _find(
     text: str, variables: Mapping[str, str] | None, entities: frozenset[str]
-) -> tuple[list[Span], bool, list[re.Match[str]] | None]:
+) -> tuple[list[Span], bool, list[Hit] | None]:
     """Spans; whether the digit recognisers ran (else the text holds fewer than 7 digits); the number
     scan of the text as they saw it (None: not scanned, or rare Unicode whose lower case changes length)."""
     spans: list[Span] = []
@@ -222,9 +222,7 @@ def _is_word_char(c: str) -> bool:
     return c.isalnum() or c == "_"
 
 
-def _settled(
-    text: str, spans: list[Span], matches: list[re.Match[str]] | None, out: str, numeric: bool
-) -> bool:
+def _settled(text: str, spans: list[Span], matches: list[Hit] | None, out: str, numeric: bool) -> bool:
     """True when another pass over `out` (`text` with `spans` rendered) provably finds nothing, so it
     can be skipped. Outside the placeholders `out` is `text` unchanged; unless a span cuts a word
     ("five1111..." -> "five[CARD]", where "five" becomes a word), the digit runs and number words the
@@ -240,7 +238,7 @@ def _settled(
         if sp.end < size and _is_word_char(text[sp.end]) and _is_word_char(text[sp.end - 1]):
             return False
     if matches is not None:
-        outside = [m for m in matches if not any(sp.start <= m.start() and m.end() <= sp.end for sp in spans)]
+        outside = [m for m in matches if not any(sp.start <= m.start and m.end <= sp.end for sp in spans)]
         # A variable's placeholder may hold a number word ("[TWO]"); the built-in ones hold none.
         named = sum(hint(scan(f"[{sp.label.lower()}]")) for sp in spans if sp.label not in DEFAULT_ENTITIES)
         if hint(outside) + named >= _MIN_DIGITS:
