@@ -24,7 +24,7 @@ from enum import Enum
 from functools import lru_cache
 from typing import Final
 
-DIGIT_WORDS: dict[str, str] = {
+DIGIT_WORDS: Final[dict[str, str]] = {
     "zero": "0",
     "oh": "0",
     "one": "1",
@@ -37,7 +37,7 @@ DIGIT_WORDS: dict[str, str] = {
     "eight": "8",
     "nine": "9",
 }
-TEENS: dict[str, str] = {
+TEENS: Final[dict[str, str]] = {
     "ten": "10",
     "eleven": "11",
     "twelve": "12",
@@ -49,7 +49,7 @@ TEENS: dict[str, str] = {
     "eighteen": "18",
     "nineteen": "19",
 }
-TENS: dict[str, str] = {
+TENS: Final[dict[str, str]] = {
     "twenty": "2",
     "thirty": "3",
     "forty": "4",
@@ -61,7 +61,7 @@ TENS: dict[str, str] = {
 }
 # What tiny.en writes for a digit word it mishears fast ("free" for three, "won" for one): digits only
 # between two digits of one run ("two two two four oh oh free one"), else the ordinary word.
-WEAK_WORDS: dict[str, str] = {
+WEAK_WORDS: Final[dict[str, str]] = {
     "free": "3",
     "fine": "5",
     "for": "4",
@@ -70,7 +70,7 @@ WEAK_WORDS: dict[str, str] = {
     "to": "2",
     "too": "2",
 }
-NUMBER_WORDS = frozenset([*DIGIT_WORDS, *TEENS, *TENS, "hundred", "thousand", "double", "triple"])
+NUMBER_WORDS: Final = frozenset([*DIGIT_WORDS, *TEENS, *TENS, "hundred", "thousand", "double", "triple"])
 
 
 class _AsciiDigits(dict[int, str]):
@@ -93,10 +93,10 @@ def ascii_digits(s: str) -> str:
     return s if s.isascii() else s.translate(_ASCII_DIGITS)
 
 
-_JOINER = " \t-"
+_JOINER: Final = " \t-"
 
 # A quantity, not an identifier: "20 mg", "87 years", "3 p.m.", "5 foot 4", "10 days".
-UNITS = frozenset(
+UNITS: Final = frozenset(
     """mg milligram milligrams mcg microgram micrograms g gram grams kg kilo kilos lb lbs pound pounds
     ml milliliter milliliters cc unit units tablet tablets pill pills capsule capsules dose doses puff
     puffs drop drops shot shots year years yr yrs month months week weeks day days hour hours hr hrs
@@ -107,7 +107,7 @@ UNITS = frozenset(
     and-a-half""".split()
 )
 # The word before a group says it is not a phone/card: "room 214", "press 2", "zip 30305", "extension 4412".
-PRE_BLOCK = frozenset(
+PRE_BLOCK: Final = frozenset(
     """room rooms suite floor unit apartment apt bed building zip zipcode postal page step level grade
     size version gate exit route highway interstate lot box chapter question press extension ext age
     aged ages dial-in item items row seat aisle bay dock platform channel window counter station booth
@@ -299,7 +299,7 @@ _SCAN = r"\d+(?:[.,:/]\d+)*|\+\d+(?:[.,:/]\d+)*|(?<!\w)(?:" + trie(_SCAN_WORDS) 
 _SCAN_RE = re.compile(_SCAN)
 _SCAN_RE_I = re.compile(_SCAN, re.IGNORECASE)  # when lower() would change the length (rare Unicode)
 # The word right after a short number, for the unit check ("20 mg", "10 days").
-_NEXT_WORD_RE = re.compile(r"[ \t]*-?[ \t]*([A-Za-z][A-Za-z.']*)")
+_NEXT_WORD_RE: Final = re.compile(r"[ \t]*-?[ \t]*([A-Za-z][A-Za-z.']*)")
 
 
 def _spoken(w: str, nxt: str) -> tuple[str, int]:
@@ -488,7 +488,7 @@ def _resolve_weak(text: str, tokens: list[NumToken]) -> list[NumToken]:
         keep = i > 0 and j + 1 < n and _digit_neighbour(tokens[i - 1]) and _digit_neighbour(tokens[j + 1])
         if keep:
             for a in range(i - 1, j + 1):
-                link = gap_link(text[tokens[a].end : tokens[a + 1].start])
+                link = _link(text[tokens[a].end : tokens[a + 1].start])
                 if link is Link.BREAK or link is Link.SENTENCE:
                     keep = False
                     break
@@ -503,15 +503,15 @@ def _resolve_weak(text: str, tokens: list[NumToken]) -> list[NumToken]:
 # Words right before a digit run that say a number is being read: a phone or card word, with the ASR's
 # spellings of "card number" ("car number", "cart number"), "number", or "call/text/reach (me) at",
 # then "is"/"was" and fillers.
-_RUN_CUE_RE = re.compile(
+_RUN_CUE_RE: Final = re.compile(
     r"(?<![a-z])(?:(?:phone|cell|mobile|card|fax|visa|mastercard)(?:\s+number)?|(?:car|cart)\s+number|number"
     r"|(?:call|text|reach|dial)(?:\s+(?:me|us|her|him|them))?(?:\s+back)?(?P<at>\s+(?:at|on))?)"
     r"(?P<link>\s+(?:is|was|it's)|\s*:)?[\s,]*(?:(?:um+|uh+)[\s,]*)?$",
     re.IGNORECASE,
 )
-_RUN_CUE_REACH = 40  # characters before a run that may hold its cue
+_RUN_CUE_REACH: Final = 40  # characters before a run that may hold its cue
 _MIN_MIXED_RUN = 4  # digit words, homophones among them
-_PREPOSITIONS = frozenset(("to", "for"))
+_PREPOSITIONS: Final = frozenset(("to", "for"))
 
 
 def _is_preposition(text: str, tok: NumToken) -> bool:
@@ -537,7 +537,7 @@ def _cued_weak(text: str, tokens: list[NumToken]) -> set[int]:
         j, commas = i, True
         while j + 1 < n and tokens[j + 1].digits and not tokens[j + 1].blocked:
             gap = text[tokens[j].end : tokens[j + 1].start]
-            link = gap_link(gap)
+            link = _link(gap)
             if link is Link.BREAK or link is Link.SENTENCE:
                 break
             commas = commas and "," in gap
@@ -577,6 +577,15 @@ def _cued_weak(text: str, tokens: list[NumToken]) -> set[int]:
                 cued.update(weak)
         i = j + 1
     return cued
+
+
+def _link(gap: str) -> Link | None:
+    """`gap_link`, with the commonest gaps answered before the cache's interpreted wrapper."""
+    if gap == " " or gap == "-":
+        return None
+    if gap == ", ":
+        return Link.LOOSE
+    return gap_link(gap)
 
 
 @lru_cache(maxsize=4096)

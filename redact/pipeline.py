@@ -119,10 +119,10 @@ def _kept(spans: list[Span]) -> list[Span]:
     return kept
 
 
-def _render(text: str, spans: list[Span]) -> Redaction:
-    """`spans`: in order and not overlapping (`_kept`)."""
+def _render(text: str, spans: list[Span]) -> tuple[str, dict[str, int]]:
+    """The text with `spans` (in order, not overlapping: `_kept`) replaced, and the placeholder counts."""
     if not spans:
-        return Redaction(text, {})
+        return text, {}
     parts: list[str] = []
     counts: dict[str, int] = {}
     pos = 0
@@ -132,7 +132,7 @@ def _render(text: str, spans: list[Span]) -> Redaction:
         counts[s.label] = counts.get(s.label, 0) + 1
         pos = s.end
     parts.append(text[pos:])
-    return Redaction("".join(parts), counts)
+    return "".join(parts), counts
 
 
 # The last check (see the module docstring): a run of exactly 10 digits, or of 13-19 (Luhn-checked).
@@ -249,14 +249,38 @@ def _settled(text: str, spans: list[Span], matches: list[Hit] | None, out: str, 
 
 def _redact_once(
     text: str, variables: Mapping[str, str] | None, entities: frozenset[str]
-) -> tuple[Redaction, bool]:
-    """One pass, and whether a further pass would find nothing (`_settled`)."""
+) -> tuple[str, dict[str, int], bool]:
+    """One pass: the text, its counts, and whether a further pass would find nothing (`_settled`)."""
     found, numeric, matches = _find(text, variables, entities)
     spans = _kept(found)
     if numeric and (extra := _surviving_runs(text, spans, entities)):
         spans = sorted([*spans, *extra], key=lambda s: s.start)
-    result = _render(text, spans)
-    return result, not spans or _settled(text, spans, matches, result.text, bool(entities & _NUMERIC))
+    out, counts = _render(text, spans)
+    return out, counts, not spans or _settled(text, spans, matches, out, bool(entities & _NUMERIC))
+
+
+def _redact(
+    text: str, variables: Mapping[str, str] | None, entities: frozenset[str]
+) -> tuple[str, dict[str, int]]:
+    """`redact_detailed` as a tuple (a frozen dataclass's constructor runs interpreted under mypyc)."""
+    try:
+        out, counts, settled = _redact_once(text, variables, entities)
+        passes = 1
+        while not settled and passes < _MAX_PASSES:  # idempotent: redact the output until nothing changes
+            # Variables are matched once: a value that is also a placeholder's name ("NAME") would nest.
+            again, more, settled = _redact_once(out, None, entities)
+            if not more:
+                break
+            counts = dict(counts)
+            for label, n in more.items():
+                counts[label] = counts.get(label, 0) + n
+            out = again
+            passes += 1
+        return out, counts
+    except RedactionError:
+        raise
+    except Exception as exc:  # fail closed: callers drop the text; the message never includes it
+        raise RedactionError(f"redaction failed: {type(exc).__name__} (text length {len(text)})") from None
 
 
 def redact_detailed(
@@ -265,28 +289,12 @@ def redact_detailed(
     *,
     entities: frozenset[str] = DEFAULT_ENTITIES,
 ) -> Redaction:
-    try:
-        result, settled = _redact_once(text, variables, entities)
-        passes = 1
-        while not settled and passes < _MAX_PASSES:  # idempotent: redact the output until nothing changes
-            # Variables are matched once: a value that is also a placeholder's name ("NAME") would nest.
-            again, settled = _redact_once(result.text, None, entities)
-            if not again.counts:
-                break
-            counts = dict(result.counts)
-            for label, n in again.counts.items():
-                counts[label] = counts.get(label, 0) + n
-            result = Redaction(again.text, counts)
-            passes += 1
-        return result
-    except RedactionError:
-        raise
-    except Exception as exc:  # fail closed: callers drop the text; the message never includes it
-        raise RedactionError(f"redaction failed: {type(exc).__name__} (text length {len(text)})") from None
+    out, counts = _redact(text, variables, entities)
+    return Redaction(out, counts)
 
 
 def redact_text(text: str, variables: Mapping[str, str] | None = None) -> str:
-    return redact_detailed(text, variables).text
+    return _redact(text, variables, DEFAULT_ENTITIES)[0]
 
 
 class Redactor:
@@ -298,7 +306,7 @@ class Redactor:
         self.entities = frozenset(e.upper() for e in entities)
 
     def __call__(self, text: str, variables: Mapping[str, str] | None = None) -> str:
-        return redact_detailed(text, variables, entities=self.entities).text
+        return _redact(text, variables, self.entities)[0]
 
     def detailed(self, text: str, variables: Mapping[str, str] | None = None) -> Redaction:
         return redact_detailed(text, variables, entities=self.entities)

@@ -90,13 +90,13 @@ def _every_pass(text: str, variables: dict[str, str] | None) -> str:
     """The pipeline without the skip of `_settled`: redact the output again until nothing changes."""
     from redact.pipeline import DEFAULT_ENTITIES, _redact_once
 
-    result, _ = _redact_once(text, variables, DEFAULT_ENTITIES)
+    result, _, _ = _redact_once(text, variables, DEFAULT_ENTITIES)
     for _ in range(3):
-        again, _ = _redact_once(result.text, None, DEFAULT_ENTITIES)
-        if not again.counts:
+        again, counts, _ = _redact_once(result, None, DEFAULT_ENTITIES)
+        if not counts:
             break
         result = again
-    return result.text
+    return result
 
 
 def glued_text() -> st.SearchStrategy[str]:
