@@ -197,13 +197,17 @@ WEBMAIL_HINT_RE = re.compile(
 
 _WEBMAIL_MATCH: Final = _WEBMAIL_RE.match
 _WEBMAIL_STARTS: Final = table("ghpyoaiceGHPYOAICE", WORD + ".@-")
+# The letter runs a _WEBMAIL_RE match starts with ("g mail": "g"; "gmail.com": "gmail").
+_WEBMAIL_FIRST_WORDS: Final = frozenset(
+    "gmail g hotmail hot protonmail proton yahoo outlook aol icloud i comcast email e".split()
+)
 _SAID_AT_RE = re.compile(r"(?<![\w'])(at|that|and)\s+$", re.IGNORECASE)
 
 
 def _webmail(text: str, spans: list[Span]) -> None:
     """Add, in place, spans for webmail domains no address took, with the words before them that
     `local_start` reads as a local part."""
-    for m in find_at(_WEBMAIL_MATCH, text, _WEBMAIL_STARTS):
+    for m in find_at(_WEBMAIL_MATCH, text, _WEBMAIL_STARTS, words=_WEBMAIL_FIRST_WORDS):
         if any(s.start < m.end() and m.start() < s.end for s in spans):
             continue
         start = m.start()
@@ -269,6 +273,11 @@ _DOTTED_RE = re.compile(
 )
 _CUE_MATCH: Final = _CUE_RE.match
 _CUE_STARTS: Final = table("emaswfEMASWF", WORD + "[-")
+# The letter runs a _CUE_RE match starts with ("e-mail": "e").
+_CUE_FIRST_WORDS: Final = frozenset(
+    "e email emailed emailing emails mail address addresses send sent sending write wrote writing forward"
+    " forwarded forwarding".split()
+)
 _DOTTED_MATCH: Final = _DOTTED_RE.match
 _DOTTED_STARTS: Final = table(WORD.replace("_", ""), WORD + ".@/-")
 _TLD_END_RE = re.compile(rf"\.(?:{TLDS})$", re.IGNORECASE)
@@ -313,7 +322,7 @@ def merge_adjacent(text: str, spans: list[Span]) -> list[Span]:
 def find_email_fallback(text: str, taken: list[Span]) -> list[Span]:
     """Addresses whose "at" the ASR lost, in email context (see above); none overlap `taken`."""
     spans: list[Span] = []
-    for cue in find_at(_CUE_MATCH, text, _CUE_STARTS):
+    for cue in find_at(_CUE_MATCH, text, _CUE_STARTS, words=_CUE_FIRST_WORDS):
         # Bounded: each cue looks at most _HORIZON characters ahead (its _REACH words fit), so a text
         # of many cues ("mail mail mail ...") costs linear time, not quadratic.
         horizon = min(len(text), cue.end() + _HORIZON)
@@ -323,6 +332,8 @@ def find_email_fallback(text: str, taken: list[Span]) -> list[Span]:
         if len(words) > _REACH:  # only the first _REACH words
             end = cue.end() + len(text[cue.end() : end]) - len(words[-1])
         floor = cue.end()
+        if text.find(".", cue.end(), end) < 0:
+            continue  # a dotted name needs its "."
         for m in find_at(_DOTTED_MATCH, text, _DOTTED_STARTS, cue.end(), end):
             token = m.group()
             if cue.lastgroup == "weak" and not _TLD_END_RE.search(token):

@@ -34,9 +34,17 @@ def table(starts: str, blocks: str) -> bytes:
 WORD: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"  # ASCII \w
 
 
-def find_at(match: Match, text: str, tbl: bytes, pos: int = 0, endpos: int = -1) -> list[re.Match[str]]:
+def _is_ascii_letter(o: int) -> bool:
+    return 97 <= o <= 122 or 65 <= o <= 90
+
+
+def find_at(
+    match: Match, text: str, tbl: bytes, pos: int = 0, endpos: int = -1, words: frozenset[str] | None = None
+) -> list[re.Match[str]]:
     """`list(pattern.finditer(text, pos, endpos))` for a pattern whose matches are never empty, given
-    `match = pattern.match` and its `table`."""
+    `match = pattern.match` and its `table`. `words`: when a match that starts with an ASCII letter
+    starts with a whole word (a run of ASCII letters), the lower-cased words it may start with; other
+    letter runs are skipped without the regex."""
     out: list[re.Match[str]] = []
     n = len(text) if endpos < 0 else min(endpos, len(text))
     i = pos
@@ -45,6 +53,13 @@ def find_at(match: Match, text: str, tbl: bytes, pos: int = 0, endpos: int = -1)
         if o > 127 or tbl[o] & START:
             p = ord(text[i - 1]) if i > 0 else 128
             if p > 127 or not tbl[p] & BLOCKS:
+                if words is not None and _is_ascii_letter(o):
+                    j = i + 1
+                    while j < n and _is_ascii_letter(ord(text[j])):
+                        j += 1
+                    if text[i:j].lower() not in words:
+                        i = j if tbl[ord(text[j - 1])] & BLOCKS else i + 1
+                        continue
                 m = match(text, i, n)
                 if m is not None:
                     out.append(m)
