@@ -182,21 +182,26 @@ def find_spans(
 
 def _find(
     text: str, variables: Mapping[str, str] | None, entities: frozenset[str]
-) -> tuple[list[Span], bool, list[Hit] | None]:
+) -> tuple[list[Span], bool, list[Hit] | None, bool]:
     """Spans; whether the digit recognisers ran (else the text holds fewer than 7 digits); the number
-    scan of the text as they saw it (None: not scanned, or rare Unicode whose lower case changes length)."""
+    scan of the text as they saw it (None: not scanned, or rare Unicode whose lower case changes length);
+    whether the text itself (no variables) has neither an e-mail hint nor an e-mail context (`_settled`)."""
     spans: list[Span] = []
     work = text
     lowered: str | None = None
+    quiet = False
     if variables:
         found = compile_variables(variables).find(work)
         spans.extend(found)
         work = _mask(work, found)
     if EMAIL in entities:
         lowered = work.lower()
-        found = find_emails(work) if _has_email_hint(lowered) else []
-        if _has_email_context(lowered) and (extra := find_email_fallback(work, found)):
+        hinted = _has_email_hint(lowered)
+        found = find_emails(work) if hinted else []
+        context = _has_email_context(lowered)
+        if context and (extra := find_email_fallback(work, found)):
             found = merge_adjacent(work, found + extra)
+        quiet = not variables and not hinted and not context
         if found:
             spans.extend(found)
             work = _mask(work, found)
@@ -206,13 +211,13 @@ def _find(
             lowered = work.lower()
         if len(lowered) != len(work):  # rare Unicode: do not guess, run the recognisers
             spans.extend(s for s in find_numeric(work) if s.label in entities)
-            return spans, True, None
+            return spans, True, None, quiet
         matches = scan(lowered)
         if hint(matches) >= _MIN_DIGITS:
             spans.extend(s for s in find_numeric(work, matches) if s.label in entities)
-            return spans, True, matches
-        return spans, False, matches
-    return spans, False, None
+            return spans, True, matches, quiet
+        return spans, False, matches, quiet
+    return spans, False, None, quiet
 
 
 _MAX_PASSES = 4
@@ -222,13 +227,22 @@ def _is_word_char(c: str) -> bool:
     return c.isalnum() or c == "_"
 
 
-def _settled(text: str, spans: list[Span], matches: list[Hit] | None, out: str, numeric: bool) -> bool:
+# Placeholders that hold no letters of an e-mail hint or cue ("[email]" holds "mail"; a variable's
+# name may hold anything).
+_QUIET_LABELS = frozenset({PHONE, CARD, SSN})
+
+
+def _settled(
+    text: str, spans: list[Span], matches: list[Hit] | None, out: str, numeric: bool, quiet: bool
+) -> bool:
     """True when another pass over `out` (`text` with `spans` rendered) provably finds nothing, so it
     can be skipped. Outside the placeholders `out` is `text` unchanged; unless a span cuts a word
     ("five1111..." -> "five[CARD]", where "five" becomes a word), the digit runs and number words the
     second pass would count are those of `matches` outside the spans (a run a span cuts counted whole),
     and its e-mail checks are cheap enough to run here on `out` itself. `numeric`: digit entities asked
-    for."""
+    for. `quiet`: `text` has no e-mail hint or context (`_find`); then neither has `out` if every
+    placeholder is one of _QUIET_LABELS: each hint word ("@", " at ", "mail", "send", ".x") has no
+    bracket, so in `out` it lies between two placeholders, in text that `text` holds too."""
     if matches is None and numeric:
         return False  # rare Unicode whose lower case changes length: no bound, run the pass
     size = len(text)
@@ -243,6 +257,8 @@ def _settled(text: str, spans: list[Span], matches: list[Hit] | None, out: str, 
         named = sum(hint(scan(f"[{sp.label.lower()}]")) for sp in spans if sp.label not in DEFAULT_ENTITIES)
         if hint(outside) + named >= _MIN_DIGITS:
             return False
+    if quiet and all(sp.label in _QUIET_LABELS for sp in spans):
+        return True
     lowered = out.lower()
     return not _has_email_hint(lowered) and not _has_email_context(lowered)
 
@@ -251,12 +267,12 @@ def _redact_once(
     text: str, variables: Mapping[str, str] | None, entities: frozenset[str]
 ) -> tuple[str, dict[str, int], bool]:
     """One pass: the text, its counts, and whether a further pass would find nothing (`_settled`)."""
-    found, numeric, matches = _find(text, variables, entities)
+    found, numeric, matches, quiet = _find(text, variables, entities)
     spans = _kept(found)
     if numeric and (extra := _surviving_runs(text, spans, entities)):
         spans = sorted([*spans, *extra], key=lambda s: s.start)
     out, counts = _render(text, spans)
-    return out, counts, not spans or _settled(text, spans, matches, out, bool(entities & _NUMERIC))
+    return out, counts, not spans or _settled(text, spans, matches, out, bool(entities & _NUMERIC), quiet)
 
 
 def _redact(
