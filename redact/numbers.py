@@ -408,6 +408,32 @@ def hint(matches: list[Hit]) -> int:
     return n
 
 
+def _next_word(s: str, pos: int) -> str:
+    """What group 1 of `_NEXT_WORD_RE.match(s, pos)` holds ("" if no match), without the regex: the
+    word after spaces or tabs and at most one hyphen."""
+    n = len(s)
+    i = pos
+    while i < n and s[i] in " \t":
+        i += 1
+    if i < n and s[i] == "-":
+        i += 1
+        while i < n and s[i] in " \t":
+            i += 1
+    if i >= n or not _is_ascii_letter(ord(s[i])):
+        return ""
+    j = i + 1
+    while j < n:
+        o = ord(s[j])
+        if not (_is_ascii_letter(o) or o == 46 or o == 39):  # letters, ".", "'"
+            break
+        j += 1
+    return s[i:j]
+
+
+def _is_ascii_letter(o: int) -> bool:
+    return 97 <= o <= 122 or 65 <= o <= 90
+
+
 def tokenize(text: str, matches: list[Hit] | None = None) -> list[NumToken]:
     """`matches`: `scan(text.lower())` if the caller has it (and the lower case keeps the length)."""
     tokens: list[NumToken] = []
@@ -459,8 +485,7 @@ def tokenize(text: str, matches: list[Hit] | None = None) -> list[NumToken]:
             if k < n and (gap := text[last.end : matches[k].start]) and not gap.strip(_JOINER):
                 tokens.append(tok)  # the next word is a number ("five five"), not a unit
                 continue
-            nxt_word = _NEXT_WORD_RE.match(lower, last.end)
-            if nxt_word is not None and nxt_word.group(1).lower().rstrip(".") in UNITS:
+            if _next_word(lower, last.end).lower().rstrip(".") in UNITS:
                 tok.blocked = True
         tokens.append(tok)
     return _resolve_weak(text, tokens) if any(t.weak for t in tokens) else tokens
