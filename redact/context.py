@@ -90,6 +90,9 @@ _SPLIT_RE = re.compile(r"[^a-z]+")
 # Every word a cue match can start with (`_cue_matches`). Final: mypyc reads it as a C static.
 _CUE_FIRST_WORDS: Final = frozenset([*_UNIGRAMS, *_ID_HEADS, *(a for a, _ in _BIGRAMS), "number"])
 _CUE_MATCH: Final = _CUE_RE.match
+# Cheap tests before the set look-up (which hashes a new slice): first letter, one bit per a-z; length.
+_CUE_FIRST_BITS: Final = sum(1 << (c - 97) for c in {ord(w[0]) for w in _CUE_FIRST_WORDS})
+_CUE_MAX_LEN: Final = max(len(w) for w in _CUE_FIRST_WORDS)
 
 
 def _cue_matches(lower: str) -> list[re.Match[str]]:
@@ -107,7 +110,7 @@ def _cue_matches(lower: str) -> list[re.Match[str]]:
         j = i + 1
         while j < n and 97 <= ord(lower[j]) <= 122:
             j += 1
-        if lower[i:j] in _CUE_FIRST_WORDS:
+        if j - i <= _CUE_MAX_LEN and (_CUE_FIRST_BITS >> (o - 97)) & 1 and lower[i:j] in _CUE_FIRST_WORDS:
             m = _CUE_MATCH(lower, i)
             if m is not None:
                 out.append(m)

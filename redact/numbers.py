@@ -323,6 +323,9 @@ def _spoken(w: str, nxt: str) -> tuple[str, int]:
 
 # Final: mypyc reads these as C statics (a module dict look-up per character cost more than the rest).
 _SCAN_WORD_SET: Final = frozenset(_SCAN_WORDS)
+# Cheap tests before the set look-up (which hashes a new slice): first letter, one bit per a-z; length.
+_SCAN_FIRST_BITS: Final = sum(1 << (c - 97) for c in {ord(w[0]) for w in _SCAN_WORDS})
+_SCAN_MAX_LEN: Final = max(len(w) for w in _SCAN_WORDS)
 _SCAN_MATCH: Final = _SCAN_RE.match
 
 
@@ -358,7 +361,12 @@ def scan(lower: str) -> list[Hit]:
             j = i + 1
             while j < n and 97 <= ord(lower[j]) <= 122:
                 j += 1
-            if not (i and _word_char_at(lower, i - 1)) and not _word_char_at(lower, j):
+            if (
+                2 <= j - i <= _SCAN_MAX_LEN
+                and (_SCAN_FIRST_BITS >> (o - 97)) & 1
+                and not (i and _word_char_at(lower, i - 1))
+                and not _word_char_at(lower, j)
+            ):
                 word = lower[i:j]
                 if word in _SCAN_WORD_SET:
                     out.append(Hit(i, j, word))
