@@ -22,7 +22,8 @@ _DIGIT_WORDS = (
 )
 _NUM = rf"(?:\d+(?:[./]\d+)*|(?:{_DIGIT_WORDS})\b)"  # "-" only between tokens: no ambiguous backtracking
 _NUM_RUN = rf"{_NUM}(?:[\s,\-]+{_NUM})*"
-_NUM_TAIL = re.compile(rf"(?<![\w\]])(?:\+\s*)?{_NUM_RUN}$", re.IGNORECASE)
+# A run may start with digits glued to a word: the ASR writes "at one three" as "aton3".
+_NUM_TAIL = re.compile(rf"(?:(?<![\w\]])(?:\+\s*)?|(?<=[a-z])(?=\d)){_NUM_RUN}$", re.IGNORECASE)
 _NUM_HEAD = re.compile(rf"^(?:\+\s*)?{_NUM_RUN}(?![\w\[])", re.IGNORECASE)
 _NUMBER_CUE = re.compile(
     r"\b(?:phone|number|call|reach|cell|mobile|fax|text|card|visa|mastercard|amex|credit|debit|digits?|"
@@ -47,7 +48,7 @@ _STOP = re.compile(
 )
 # "... write to reception": an email lead-in, then at most three words of local part.
 _EMAIL_LEAD_TAIL = re.compile(
-    r"\b(?:e-?\s?mail(?:\s+address)?(?:\s+is|'s)?|address\s+is|write\s+(?:to|me\s+at)|"
+    r"\b(?:e-?\s?mail(?:\s+address)?(?:\s+is|'s)?|address\s+is|write\s+(?:to|me\s+at)|(?P<weak>write\s+a)|"
     r"send\s+(?:it\s+|that\s+|them\s+|this\s+)?to|mail\s+(?:it\s+)?to|email\s+me\s+at)"
     r"(?P<span>(?:\s+[a-z0-9][a-z0-9'_.\-]*){0,4})$",
     re.IGNORECASE,
@@ -100,6 +101,15 @@ def _tail_in(pattern: re.Pattern[str], body: str) -> re.Match[str] | None:
     return pattern.search(body, max(0, len(body) - TAIL_WINDOW))
 
 
+def _lead_name(body: str) -> re.Match[str] | None:
+    """An email lead-in and the words after it; after "write a" (the ASR's "write to") only names."""
+    m = _tail_in(_EMAIL_LEAD_TAIL, body)
+    if m is None or m.group("weak") is None:
+        return m
+    words = m.group("span").split()
+    return m if words and all(w[:1].isupper() for w in words) else None
+
+
 def open_tail(text: str) -> Tail | None:
     """The part of `text`'s end that may be the first half of an entity, or None if its end is closed."""
     body = TRAIL.sub("", text)
@@ -111,7 +121,10 @@ def open_tail(text: str) -> Tail | None:
         n = _digits_in(m.group())
         year = re.fullmatch(r"(?:19|20)\d\d", m.group()) is not None  # "back in 2019."
         cue = _NUMBER_CUE.search(body) is not None
-        if (n >= 3 and not year) or (n >= 1 and cue):
+        # "3, 1": digits read one at a time (or glued to a word) are a phone's start more often than not.
+        spelled = len(re.findall(_NUM, m.group(), re.IGNORECASE)) >= 2 and n >= 2
+        glued = m.start() > 0 and body[m.start() - 1].isalpha()
+        if (n >= 3 and not year) or (n >= 1 and cue) or spelled or glued:
             if cue or n >= 7:
                 return Tail(m.start(), m.end(), _number_label(body, n))
             # "room 214", "LDL was 142": held, but not over-redacted at the bound. Fewer than 7 digits
@@ -121,7 +134,7 @@ def open_tail(text: str) -> Tail | None:
     m = None if question else _tail_in(_NUMBER_LEAD_TAIL, body)
     if m is not None:
         return Tail(len(body), len(body), "PHONE")  # the whole entity is still to come
-    m = None if question else _tail_in(_EMAIL_LEAD_TAIL, body)
+    m = None if question else _lead_name(body)
     if m is not None:
         span = m.group("span")
         if _STOP.search(span) or PLACEHOLDER.search(body[m.start("span") :]):
@@ -195,3 +208,82 @@ def over_redact_tail(result: Result) -> Result:
 
 def over_redact_head(result: Result) -> Result:
     return _over(result, continuation_head)
+
+
+# "that harmfamily.com": a dotted domain at the start of an utterance, after "at", the ASR's "that", or
+# nothing. Read as an address's second half only after a final that ends in a name after a lead-in.
+_LOOSE_DOMAIN_HEAD = re.compile(
+    rf"^(?:(?:at|that)\b\s*|@\s*)?(?:{_WORD}\s+){{0,2}}{_WORD}(?:\.|\s+dot\s+)(?:{_TLDS})\b", re.IGNORECASE
+)
+_LOOSE_NUM = r"(?:[a-z]*\d+(?:[./]\d+)*|(?:" + _DIGIT_WORDS + r")\b)"  # "aton3": digits glued to a word
+_LOOSE_NUM_TAIL = re.compile(rf"(?<![\w\]]){_LOOSE_NUM}(?:[\s,\-]+{_LOOSE_NUM})*$", re.IGNORECASE)
+_NUMBER_END = re.compile(r"\[(?:CARD|PHONE)\]\W*$")
+_DIGIT_RUN = re.compile(rf"(?<![\w\]])(?:\+\s*)?{_NUM_RUN}(?![\w\[])", re.IGNORECASE)
+
+
+def name_tail(text: str) -> Tail | None:
+    """The words after an email lead-in at the end of `text` ("write a Henrik Whitfield"), if any."""
+    t = open_tail(text)
+    if t is None or t.label != "EMAIL" or t.end <= t.start:
+        return None
+    return t if _lead_name(TRAIL.sub("", text)) is not None else None
+
+
+def domain_head(text: str) -> Tail | None:
+    """A dotted domain at the start of `text`, with or without "at"/"that" before it."""
+    lead = LEAD.match(text)
+    off = lead.end() if lead else 0
+    m = _LOOSE_DOMAIN_HEAD.match(text, off)
+    return None if m is None else Tail(off, m.end(), "EMAIL")
+
+
+def tail_digits(text: str) -> Tail | None:
+    """The number run at the end of a (redacted) text, digits glued to a word included."""
+    body = TRAIL.sub("", text)
+    m = _tail_in(_LOOSE_NUM_TAIL, body)
+    return None if m is None else Tail(m.start(), m.end(), _number_label(body, _digits_in(m.group())))
+
+
+def head_digits(text: str) -> Tail | None:
+    """The number run at the start of a (redacted) text."""
+    lead = LEAD.match(text)
+    off = lead.end() if lead else 0
+    m = _NUM_HEAD.match(text, off)
+    return None if m is None else Tail(off, m.end(), "PHONE")
+
+
+def digits(text: str, t: Tail | None) -> int:
+    return 0 if t is None else _digits_in(text[t.start : t.end])
+
+
+def ends_in_number(text: str) -> str | None:
+    """The placeholder ("CARD" or "PHONE") a redacted text ends in, or None."""
+    m = _NUMBER_END.search(text)
+    return None if m is None else m.group()[1:].split("]")[0]
+
+
+def replace(result: Result, t: Tail | None) -> Result:
+    """`result` with the span `t` replaced by its placeholder (fail safe), if it holds a word."""
+    text, counts = result
+    if t is None or t.end <= t.start or not re.search(r"\w", text[t.start : t.end]):
+        return result
+    out = dict(counts)
+    out[t.label] = out.get(t.label, 0) + 1
+    return text[: t.start] + f"[{t.label}]" + text[t.end :], out
+
+
+def over_redact_runs(result: Result, label: str, least: int = 3) -> Result:
+    """Every number run of `least` digits or more in `result` replaced by `label` (fail safe): after a
+    [CARD] or [PHONE], a short run is that entity's rest more often than not ("[CARD]", "I in 4 4 4 4 4")."""
+    text, counts = result
+    out = dict(counts)
+    pieces: list[str] = []
+    pos = 0
+    for m in _DIGIT_RUN.finditer(text):
+        if _digits_in(m.group()) >= least:
+            pieces += [text[pos : m.start()], f"[{label}]"]
+            pos = m.end()
+            out[label] = out.get(label, 0) + 1
+    if not pieces:
+        return result
+    return "".join(pieces) + text[pos:], out

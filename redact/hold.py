@@ -26,17 +26,27 @@ from redact.edges import (
     RedactOne,
     Result,
     continuation_head,
+    digits,
+    domain_head,
+    ends_in_number,
     ends_open,
+    head_digits,
     head_unsafe,
+    name_tail,
     open_tail,
     over_redact_head,
+    over_redact_runs,
     over_redact_tail,
+    replace,
     starts_continuation,
+    tail_digits,
 )
 
 HOLD_S = 2.0  # how long a final may wait for the next one on its track
 MAX_PIECES = 3  # finals redacted as one text at most (bounds the wait to MAX_PIECES * HOLD_S)
 CONTINUE_S = 10.0  # how long a stored final stays the left side of a continuation
+NUMBER_S = 3.0  # how long after a [CARD]/[PHONE] a short digit run is read as that entity's rest
+PHONE_WINDOW = 7  # digits in order that give a phone back (a card's 11 is more)
 
 
 def _decompose(joined: str, redacted: str) -> list[tuple[int, int, str | None]] | None:
@@ -48,6 +58,8 @@ def _decompose(joined: str, redacted: str) -> list[tuple[int, int, str | None]] 
     literals = PLACEHOLDER.split(redacted)
     labels = PLACEHOLDER.findall(redacted)
     first, last = literals[0], literals[-1]
+    if not labels:  # nothing replaced: the first and last literal are the same one
+        return [(0, len(joined), None)] if redacted == joined else None
     if not joined.startswith(first) or len(first) + len(last) > len(joined) or not joined.endswith(last):
         return None
     out: list[tuple[int, int, str | None]] = [(0, len(first), None)]
@@ -177,6 +189,7 @@ class Batch:
     open_before: bool = False
     open_after: bool = False
     held: bool = False
+    after_number: str | None = None  # a final stored within NUMBER_S before ended in this placeholder
 
 
 def redact_batch(batch: Batch) -> list[Result]:
@@ -191,12 +204,13 @@ def redact_batch(batch: Batch) -> list[Result]:
         def redact(text: str) -> Result:
             return over_redact_tail(first.redact(text))
 
+    left: Result | None = None
     if len(texts) == 1:
         results = [redact(texts[0])]
     else:
         joint = redact_joint(texts, redact, first_stored=batch.stored is not None)
         if batch.stored is not None:
-            joint = joint[1:]
+            left, joint = joint[0], joint[1:]
         # Each share once more alone, with its own context: joining can only add placeholders.
         results = []
         for p, (text, counts) in zip(batch.pieces, joint, strict=True):
@@ -206,13 +220,46 @@ def redact_batch(batch: Batch) -> list[Result]:
         results[0] = over_redact_head(results[0])
     if batch.open_after:
         results[-1] = over_redact_tail(results[-1])
-    return results
+    return _stream_safe(batch, left, results)
+
+
+def _stream_safe(batch: Batch, left: Result | None, results: list[Result]) -> list[Result]:
+    """What the rules miss at a cut, over-redacted (fail safe) so the stored texts read in order give no
+    entity back: a name after an email lead-in then a domain ("write a Henrik Whitfield." "that
+    harmfamily.com"), digits on both sides of a cut that make a phone window, and a digit run after a
+    [CARD]/[PHONE]. `left`: the stored text's share of the joint redaction (read only)."""
+    raws = ([batch.stored] if batch.stored is not None else []) + [p.raw for p in batch.pieces]
+    done: list[Result | None] = ([left] if batch.stored is not None else []) + list(results)
+    off = 1 if batch.stored is not None else 0
+    number = batch.after_number
+    for i in range(len(done)):
+        cur = done[i]
+        if cur is None:
+            continue
+        if i > 0:
+            prev = done[i - 1]
+            if name_tail(raws[i - 1]) is not None and domain_head(raws[i]) is not None:
+                cur = replace(cur, domain_head(cur[0]))
+                if prev is not None and i - 1 >= off:
+                    done[i - 1] = replace(prev, name_tail(prev[0]))
+            prev = done[i - 1]
+            if prev is not None:
+                t, h = tail_digits(prev[0]), head_digits(cur[0])
+                if h is not None and digits(prev[0], t) + digits(cur[0], h) >= PHONE_WINDOW:
+                    cur = replace(cur, h)
+                    if i - 1 >= off:
+                        done[i - 1] = replace(prev, t)
+        if i >= off and number is not None:
+            cur = over_redact_runs(cur, number)
+        done[i] = cur
+        number = ends_in_number(cur[0]) or number
+    return [r for r in done[off:] if r is not None]
 
 
 class TrackHold:
     """Holds the finals of one track whose end may continue in the next (see the module docstring)."""
 
-    __slots__ = ("_chain", "_deadline", "_hold_s", "_last", "_max", "_stored")
+    __slots__ = ("_chain", "_deadline", "_hold_s", "_last", "_max", "_number", "_recent", "_stored")
 
     def __init__(self, hold_s: float = HOLD_S, max_pieces: int = MAX_PIECES) -> None:
         self._hold_s = hold_s
@@ -221,6 +268,8 @@ class TrackHold:
         self._deadline: float | None = None
         self._stored: tuple[str, bool] | None = None  # left side of the held chain, if it continues one
         self._last: tuple[str, bool, float] | None = None  # raw, ended open, when: the last final stored
+        self._recent: list[tuple[str, float]] = []  # raw texts stored within NUMBER_S, and when
+        self._number: str | None = None  # the held chain's `after_number`
 
     @property
     def deadline(self) -> float | None:
@@ -246,20 +295,39 @@ class TrackHold:
         last = self._last
         if last is not None and now - last[2] <= CONTINUE_S and starts_continuation(piece.raw):
             stored = (last[0], last[1])
+        number = self._after_number(piece, now)
         if self._open([piece], stored):
             self._chain = [piece]
             self._stored = stored
+            self._number = number
             self._deadline = now + self._hold_s
             return out
         self._last = (piece.raw, False, now)
+        self._recent.append((piece.raw, now))
         out.append(
             Batch(
                 (piece,),
                 stored=stored[0] if stored else None,
                 open_before=head_unsafe(piece.raw, stored),
+                after_number=number,
             )
         )
         return out
+
+    def _after_number(self, piece: Piece, now: float) -> str | None:
+        """The placeholder a final stored within NUMBER_S ended in, if `piece` holds a digit run for it
+        to continue. Redacts those few finals once more, only when `piece` holds such a run."""
+        self._recent = [r for r in self._recent[-4:] if now - r[1] <= NUMBER_S]
+        if not self._recent or over_redact_runs((piece.raw, {}), "PHONE")[0] == piece.raw:
+            return None
+        for raw, _ in reversed(self._recent):
+            try:
+                label = ends_in_number(piece.redact(raw)[0])
+            except Exception:  # unsure: treat the run as the entity's rest (fail safe)
+                label = "PHONE"
+            if label is not None:
+                return label
+        return None
 
     def expire(self, now: float) -> list[Batch]:
         """The held chain, if its bound has passed: its open tail is over-redacted."""
@@ -288,15 +356,17 @@ class TrackHold:
         return ends_open(text)
 
     def _release(self, now: float, *, open_after: bool) -> Batch:
-        chain, stored = tuple(self._chain), self._stored
-        self._chain, self._stored, self._deadline = [], None, None
+        chain, stored, number = tuple(self._chain), self._stored, self._number
+        self._chain, self._stored, self._deadline, self._number = [], None, None, None
         self._last = (_joined([p.raw for p in chain]), open_after, now)
+        self._recent.append((self._last[0], now))
         return Batch(
             chain,
             stored=stored[0] if stored else None,
             open_before=head_unsafe(chain[0].raw, stored),
             open_after=open_after,
             held=True,
+            after_number=number,
         )
 
 
