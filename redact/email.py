@@ -100,16 +100,24 @@ def _tokens_before(text: str, lo: int, at: int, limit: int) -> list[tuple[int, i
     out: list[tuple[int, int]] = []
     i = at
     while i > lo and len(out) < limit:
-        while i > lo and _is_space(text[i - 1]):
+        while i > lo and _space_at(text, i - 1):
             i -= 1
         if i == lo:
             break
         e = i
-        while i > lo and not _is_space(text[i - 1]):
+        while i > lo and not _space_at(text, i - 1):
             i -= 1
         out.append((i, e))
     out.reverse()
     return out
+
+
+def _space_at(text: str, i: int) -> bool:
+    """`_is_space(text[i])` without making the one-character string for ASCII."""
+    o = ord(text[i])
+    if o < 128:
+        return o == 32 or 9 <= o <= 13 or 28 <= o <= 31
+    return text[i].isspace()
 
 
 def local_start(text: str, at: int) -> int:
