@@ -111,7 +111,7 @@ class SFrameSender:
 # --- Receiver: key ring and replay window ----------------------------------------------------------------
 
 
-class _ReplayWindow:
+class ReplayWindow:
     """RFC 3711 section 3.3.2 style: highest CTR accepted and a bitmask of the `width` below it."""
 
     __slots__ = ("highest", "mask", "width")
@@ -148,11 +148,11 @@ class SFrameReceiver:
         if window < 1:
             raise ValueError("window must be at least 1")
         self._suite, self._width = suite, window
-        self._keys: dict[int, tuple[KeyContext, float | None, _ReplayWindow]] = {}
+        self._keys: dict[int, tuple[KeyContext, float | None, ReplayWindow]] = {}
 
     def add_key(self, kid: int, base_key: bytes, *, not_after: float | None = None) -> None:
         """Install (or replace, with a fresh replay window) the key for `kid`."""
-        self._keys[kid] = (KeyContext(self._suite, base_key, kid), not_after, _ReplayWindow(self._width))
+        self._keys[kid] = (KeyContext(self._suite, base_key, kid), not_after, ReplayWindow(self._width))
 
     def retire_key(self, kid: int, now: float, grace: float) -> None:
         """Keep accepting `kid` for `grace` more seconds (late frames after a rotation), then refuse it."""
@@ -169,7 +169,7 @@ class SFrameReceiver:
             del self._keys[kid]
         return gone
 
-    def _key(self, kid: int) -> tuple[KeyContext, float | None, _ReplayWindow]:
+    def _key(self, kid: int) -> tuple[KeyContext, float | None, ReplayWindow]:
         try:
             return self._keys[kid]
         except KeyError:

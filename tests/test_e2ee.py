@@ -190,6 +190,19 @@ def test_unprotect_counts_each_failure_by_reason() -> None:
     assert dict(t.failures) == {"replay": 1, "auth": 1, "unknown_kid": 1, "malformed": 1}
 
 
+def test_a_frame_replayed_into_another_track_is_refused() -> None:
+    state, seen = _state()
+    t0, t1 = state.track(0), state.track(1)
+    # The clients share one sender per KID across a call's tracks: their CTRs interleave.
+    frames = [protect(4, KEY_A, 1, ctr, b"frame%d" % ctr) for ctr in range(10)]
+    for ctr, frame in enumerate(frames):
+        assert isinstance((t0 if ctr % 2 == 0 else t1).open(frame, 0.0), Opened)
+    assert t1.open(frames[4], 0.0) == Dropped("replay")  # a track-0 frame injected into track 1
+    assert t0.open(frames[5], 0.0) == Dropped("replay")
+    assert seen == ["replay", "replay"]
+    assert isinstance(t1.open(protect(4, KEY_A, 1, 10, b"next"), 0.0), Opened)
+
+
 def test_rotation_keeps_the_old_kid_for_the_grace_period_only() -> None:
     state, _ = _state(keys={1: KEY_A, 2: KEY_B})
     t = state.track(0)

@@ -11,7 +11,11 @@ passes is plain Opus, sealed under the recording's own track key like any other 
 - Key rotation: all provisioned KIDs are accepted. The first authentic frame under a KID provisioned LATER
   than the active one makes it active; every earlier KID is then kept for `grace_s` (late frames) and
   retired. A KID is never provisioned twice (a fresh replay window would accept replays).
-- Per track: its own replay window per KID (`SFrameReceiver`), failures counted by reason
+- Per call: one replay window per KID shared by every track (the clients share one sender, so one CTR
+  space, per KID across a call's tracks): a frame accepted on one track and replayed into another is
+  refused as a replay (issue 19). A frame moved (dropped on one track, delivered once on another) still
+  opens: binding the track into the SFrame AAD needs a client protocol change, not made yet.
+- Per track: its own replay window per KID too (`SFrameReceiver`), failures counted by reason
   (`auth`, `replay`, `unknown_kid`, `malformed`) and dropped; the call continues, except:
   the first `fail_first_frames` frames of a track all fail (wrong key, or no SFrame at all), or, when the
   org requires E2EE, `clear_frames` consecutive frames arrive as clear Opus: then `Dropped.end_call`
@@ -38,7 +42,7 @@ from media.sframe import (
     parse_header,
     suite_params,
 )
-from media.sframe_session import SFrameReceiver
+from media.sframe_session import ReplayWindow, SFrameReceiver
 
 log = structlog.get_logger("worker.e2ee")
 
@@ -124,8 +128,23 @@ class E2eeState:
         self._keys: dict[int, bytes] = {}
         self._generation: dict[int, int] = {}  # kid -> order of provisioning (rotation goes forward only)
         self._tracks: dict[int, TrackUnprotector] = {}
+        self._windows: dict[int, ReplayWindow] = {}  # kid -> the call-wide replay window
         self._closed = False
         self._add(keys)
+
+    def check_fresh(self, kid: int, ctr: int) -> None:
+        """SFrameReplayError if any track of the call already accepted (kid, ctr) or it is too old."""
+        window = self._windows.get(kid)
+        if window is not None:
+            window.check(kid, ctr)
+
+    def accept(self, kid: int, ctr: int) -> None:
+        window = self._windows.get(kid)
+        if window is None:
+            # Every track's frames under one KID share the window: wider than a track's own, since the
+            # tracks' frames interleave and one track may lag another by a jitter buffer's worth.
+            window = self._windows[kid] = ReplayWindow(self.config.window * 4)
+        window.accept(ctr)
 
     @property
     def kids(self) -> list[int]:
@@ -211,19 +230,17 @@ class TrackUnprotector:
         if self._purge_at is not None and now >= self._purge_at:
             self._purge(now)
         try:
+            kid, ctr, _ = parse_header(payload)
+            self.state.check_fresh(kid, ctr)  # replayed from another track of the call
             plaintext = self.receiver.unprotect(payload, now=now)
-            kid = self._kid_of(payload)
         except SFrameError as exc:
             return self._drop(_reason_of(exc), payload)
+        self.state.accept(kid, ctr)  # only authentic frames move the call-wide window
         self.opened += 1
         self._failed_run = self._clear_run = 0
         if kid != self.active:
             self._activate(kid, now)
         return Opened(plaintext)
-
-    @staticmethod
-    def _kid_of(payload: bytes) -> int:
-        return parse_header(payload)[0]
 
     def _activate(self, kid: int, now: float) -> None:
         state = self.state
