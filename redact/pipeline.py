@@ -157,9 +157,9 @@ def _long_run_label(run: str, text: str, start: int, entities: frozenset[str], f
 def _surviving_runs(text: str, spans: list[Span], entities: frozenset[str]) -> list[Span]:
     """Spans for 10-digit and Luhn-valid 13-19-digit runs that `spans` (in order, not overlapping) leave
     in the text; a run a span cuts counts by the part left outside it, as the output holds it."""
-    if _LONG_RUN_RE.search(text) is None:
-        return []
     extra: list[Span] = []
+    if _LONG_RUN_RE.search(text) is None:
+        return _joined_runs(text, spans, extra, entities) if _JOINED_GATE_RE.search(text) else []
     pos = 0
     for end, nxt in [*((s.start, s.end) for s in spans), (len(text), len(text))]:
         for m in _RUN_RE.finditer(text, pos, end):
@@ -168,7 +168,37 @@ def _surviving_runs(text: str, spans: list[Span], entities: frozenset[str]) -> l
                 if label is not None:
                     extra.append(Span(m.start(), m.end(), label))
         pos = nxt
+    if _JOINED_GATE_RE.search(text) is not None:
+        extra.extend(_joined_runs(text, spans, extra, entities))
     return extra
+
+
+# Ten or more digits joined by thousands separators or points ("$5,551,234,567", "555,123,4567",
+# "5.551.234.567"): how Whisper writes a phone it heard as an amount. No price, dose or date in a patient
+# call has ten digits, so such a number is redacted as the plain run would be (recall first).
+_JOINED_GATE_RE = re.compile(r"\d[,.]\d")
+_JOINED_RE = re.compile(r"\d+(?:[,.]\d+)+")
+_SEPARATORS_RE = re.compile(r"[,.]")
+
+
+def _joined_runs(text: str, spans: list[Span], extra: list[Span], entities: frozenset[str]) -> list[Span]:
+    found: list[Span] = []
+    pos = 0
+    for end, nxt in [*((s.start, s.end) for s in spans), (len(text), len(text))]:
+        for m in _JOINED_RE.finditer(text, pos, end):
+            digits = ascii_digits(_SEPARATORS_RE.sub("", m.group()))
+            n = len(digits)
+            if n < 10 or any(e.start < m.end() and m.start() < e.end for e in extra):
+                continue
+            if 13 <= n <= 19 and luhn_valid(digits):
+                label: str | None = CARD
+            else:
+                cue = nearest_cue(text, m.start(), pos, cue_index(text))
+                label = None if cue is Cue.OTHER_ID else CARD if cue is Cue.CARD else PHONE
+            if label is not None and label in entities:
+                found.append(Span(m.start(), m.end(), label))
+        pos = nxt
+    return found
 
 
 def find_spans(
