@@ -14,7 +14,7 @@ from storage.factory import open_stores
 from storage.keys import LocalKeyFile
 from storage.protocols import CallInfo
 from tests.serve_util import serve, start_call
-from tests.support import FIXTURES
+from tests.support import FIXTURES, json_lines, run_cli
 from tests.test_faults_serve import _call_info, _kill, _wait_log
 from worker.engine import utc_now
 
@@ -69,3 +69,7 @@ def test_serve_killed_mid_call_marks_it_failed_on_restart(tmp_path: Path) -> Non
         assert again.stop() == 0
     info = _call_info(srv.env, call_id)
     assert (info.status, info.end_reason) == ("failed", "worker restarted") and info.ended_at
+    # The dead pod wrote no call.end: the restarted one does, with the call id (issue 19.6).
+    entries = json_lines(run_cli(["audit", "show", "--json", "--limit", "1000"], srv.env).stdout)
+    ends = [e for e in entries if e.get("action") == "call.end" and e.get("resource") == f"call/{call_id}"]
+    assert len(ends) == 1 and ends[0]["details"]["reason"] == "worker restarted"

@@ -156,10 +156,11 @@ def pod_id(args: argparse.Namespace) -> str:
 
 
 async def fail_stale_calls(
-    rt: Runtime, pod: str | None, reason: str, started_before: datetime | None = None
+    rt: Runtime, sec: Security, pod: str | None, reason: str, started_before: datetime | None = None
 ) -> list[str]:
     """Mark calls left `active` failed: this pod's (on start: it cannot have any), or any pod's started
-    before `started_before`. A store down is logged; the next start or tick tries again."""
+    before `started_before`, each with its `call.end` audit entry (the pod that ran it died before writing
+    one). A store down is logged; the next start or tick tries again."""
     try:
         marked = await rt.stores.transcripts.fail_active_calls(
             utc_now(), reason, pod_id=pod, started_before=started_before
@@ -169,16 +170,22 @@ async def fail_stale_calls(
         return []
     for call_id in marked:
         log.warning("stale_call_marked_failed", call_id=call_id, reason=reason)
+        try:
+            await sec.audit.record_system(
+                "call.end", f"call/{call_id}", {"status": "failed", "reason": reason}
+            )
+        except Exception as exc:
+            log.error("audit_call_end_failed", call_id=call_id, error=type(exc).__name__)
     return marked
 
 
-async def lost_call_sweeper(rt: Runtime, max_call_s: float, interval_s: float) -> None:
+async def lost_call_sweeper(rt: Runtime, sec: Security, max_call_s: float, interval_s: float) -> None:
     """Any pod marks calls failed that are older than max-call-seconds + LOST_MARGIN and still active:
     every call is ended by then, so their pod is gone (killed, node lost) and will not come back."""
     while True:
         await asyncio.sleep(interval_s)
         cutoff = datetime.now(UTC) - timedelta(seconds=max_call_s) - LOST_MARGIN
-        await fail_stale_calls(rt, None, LOST_REASON, started_before=cutoff)
+        await fail_stale_calls(rt, sec, None, LOST_REASON, started_before=cutoff)
 
 
 def _exit_watchdog(at: float) -> None:
@@ -217,7 +224,6 @@ async def run(args: argparse.Namespace) -> int:
     batch_s = speech_batch_seconds(args.speech_batch_seconds)
     pod = pod_id(args)
     async with open_runtime(args, close_timeout=lambda: left(0.0)) as rt:
-        await fail_stale_calls(rt, pod, RESTARTED_REASON)
         sec = open_security(
             Path(args.data_dir),
             kek_path(args.kek_file),
@@ -227,6 +233,7 @@ async def run(args: argparse.Namespace) -> int:
             object_store_url=args.object_store_url or None,
         )
         await sec.open()
+        await fail_stale_calls(rt, sec, pod, RESTARTED_REASON)
         metrics = Metrics()
         metrics.spooled_bytes.set_function(lambda: float(rt.stores.spooled_bytes))
         metrics.spool_backlog_bytes.set_function(lambda: float(rt.stores.spool_backlog_bytes))
@@ -236,7 +243,7 @@ async def run(args: argparse.Namespace) -> int:
         if interval > 0:
             housekeeping.append(asyncio.create_task(retention_sweeper(rt, sec, interval)))
             housekeeping.append(
-                asyncio.create_task(lost_call_sweeper(rt, wcfg.max_call_s, min(interval, 600)))
+                asyncio.create_task(lost_call_sweeper(rt, sec, wcfg.max_call_s, min(interval, 600)))
             )
         try:
             asr_close = lambda: left(ASR_RESERVE_S)  # noqa: E731 - read at exit, after the budget is set

@@ -30,6 +30,7 @@ from media.events import PartialAudio, SpeechStarted, Transcript, Utterance
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE, EncodedFrame
 from redact.hold import HOLD_S, Batch, Piece, TrackHold, redact_batch
 from redact.ids import safe_hex_id
+from storage.errors import StorageUnavailableError
 from storage.protocols import (
     CallInfo,
     KeyProvider,
@@ -47,6 +48,7 @@ log = structlog.get_logger("worker.engine")
 
 _END = object()
 _MAX_BATCH = 50  # frames (1 s) per thread hop at most
+STORE_RETRY_S = 15.0  # how long a final retries a store that is unavailable before it counts as failed
 CONTEXT_S = 20.0  # how long a turn stays the context of the next one for redaction
 CONTEXT_WAIT_S = 10.0  # how long a final may wait for another track's earlier turn (only when it lags)
 CLOSE_RESERVE_S = 3.0  # of a drain deadline, kept for closing the recordings after the finalisation wait
@@ -487,6 +489,22 @@ class Call:
             assert isinstance(p.key, Utterance)
             await self._store_final(st, p.key, text, counts, held=batch.held)
 
+    async def _append_retrying(self, record: UtteranceRecord) -> None:
+        """Append, retrying while the store is briefly unavailable (a locked SQLite, a PostgreSQL
+        fail-over) for up to STORE_RETRY_S: a final is not lost to a few seconds of lock. Later finals of
+        the track wait behind it (their queue applies backpressure); `finish`'s deadline bounds it all."""
+        delay, deadline = 0.25, time.monotonic() + STORE_RETRY_S
+        while True:
+            try:
+                await self.engine.transcripts.append_utterance(record)
+                return
+            except StorageUnavailableError:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("transcript_store_retry", seq=record.seq, delay_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 2.0)
+
     async def _store_final(
         self, st: _TrackState, utt: Utterance, text: str, counts: dict[str, int], *, held: bool
     ) -> None:
@@ -504,7 +522,7 @@ class Call:
             redactions=counts,
         )
         try:
-            await eng.transcripts.append_utterance(record)
+            await self._append_retrying(record)
         except Exception as exc:
             st.failed += 1
             eng.metrics.utterances_failed.labels("storage").inc()
