@@ -323,7 +323,7 @@ def _cli(args: list[str], env: dict[str, str], timeout: float = 1800) -> str:
     return proc.stdout
 
 
-def run(n_calls: int, seed: int, model: str | None, keep: Path | None) -> dict[str, Any]:
+def run(n_calls: int, seed: int, model: str | None, keep: Path | None, prompt: str = "") -> dict[str, Any]:
     rng = random.Random(seed)
     calls = [make_call(i, rng) for i in range(n_calls)]
     work = Path(tempfile.mkdtemp(prefix="unseen-"))
@@ -339,6 +339,8 @@ def run(n_calls: int, seed: int, model: str | None, keep: Path | None) -> dict[s
         env.update(CONVERSE_DATA_DIR=str(work / "data"), CONVERSE_KEK_FILE=str(work / "keys" / "kek.json"))
         if model:
             env["CONVERSE_MODEL"] = model
+        if prompt:
+            env["CONVERSE_ASR_PROMPT"] = prompt
         t0 = time.perf_counter()
         out = _cli(["replay", "--json", "--concurrency", "2", *(str(fixtures / c.name) for c in calls)], env)
         replay_s = time.perf_counter() - t0
@@ -383,6 +385,7 @@ def run(n_calls: int, seed: int, model: str | None, keep: Path | None) -> dict[s
         "benchmark": "unseen_calls",
         "seed": seed,
         "model": model or "default",
+        "prompt": bool(prompt),
         "calls": len(rows),
         "items": n_items,
         "leaked_items": n_leaked,
@@ -402,12 +405,20 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--model", default=None, help="speech model name (as `replay --model`)")
     ap.add_argument("--keep", type=Path, default=None, help="copy the generated fixtures here")
+    ap.add_argument("--prompt", action="store_true", help="with benchmarks/models.py's domain prompt")
     args = ap.parse_args()
-    result = run(args.calls, args.seed, args.model, args.keep)
+    prompt = ""
+    if args.prompt:
+        from models import PROMPT  # a sibling script
+
+        prompt = PROMPT
+    result = run(args.calls, args.seed, args.model, args.keep, prompt)
     print(f"{result['leaked_items']} of {result['items']} items leaked in {result['calls_leaking']} of "
           f"{result['calls']} calls; WER {result['wer']:.1%}")  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "unseen_calls.json").write_text(json.dumps(result, indent=1) + "\n")
+    suffix = (f"_{args.model}" if args.model else "") + ("_prompt" if args.prompt else "")
+    suffix += f"_seed{args.seed}" if args.seed != SEED else ""
+    (RESULTS / f"unseen_calls{suffix}.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
 
 
