@@ -116,6 +116,20 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _set_wal(con: sqlite3.Connection, patience_s: float = 30.0) -> None:
+    """WAL mode, waiting for another process that is switching the same new file: SQLite answers that
+    switch's lock at once, without the busy timeout (two writers opening a fresh log raced here)."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
 class AuditLog:
     """Append-only, tamper-evident audit log (the embedded default behind the `AuditLog` protocol)."""
 
@@ -233,7 +247,7 @@ class AuditLog:
         self.db_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.close(os.open(self.db_path, os.O_RDWR | os.O_CREAT, 0o600))
         con = sqlite3.connect(self.db_path, isolation_level=None, timeout=30.0)
-        con.execute("PRAGMA journal_mode=WAL")
+        _set_wal(con)
         con.execute("PRAGMA synchronous=FULL")
         t = self._table
         con.execute(
