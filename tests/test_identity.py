@@ -177,6 +177,12 @@ def test_oidc_verifier_es256_provider(tmp_path: Path) -> None:
         verifier.verify(forge({"alg": "HS256", "kid": "k2"}, claims, b"shared-secret"))
     with pytest.raises(IdentityError, match=r"^token key id unknown$"):
         verifier.verify(jwt.encode(claims, provider, algorithm="ES256", headers={"kid": "k9"}))
+    decade = claims | {"exp": now + 10 * 365 * 86400}  # a provider-signed token that outlives revocation
+    with pytest.raises(IdentityError, match=r"^token lifetime exceeds 86400 seconds$"):
+        verifier.verify(jwt.encode(decade, provider, algorithm="ES256", headers={"kid": "k1"}))
+    day = claims | {"exp": now + 86400}
+    a_day = jwt.encode(day, provider, algorithm="ES256", headers={"kid": "k1"})
+    assert verifier.verify(a_day).org_id == "org1"
     with pytest.raises(IdentityError, match=r"^algorithms not allowed for OIDC tokens: HS256$"):
         OidcVerifier("x", "y", jwks, algorithms=["ES256", "HS256"])
     with pytest.raises(IdentityError, match=r"^JWKS holds no usable public key$"):

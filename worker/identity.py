@@ -29,6 +29,7 @@ from worker.access import Principal, Role
 from worker.totp import TotpStore
 
 MAX_TTL_S: Final = 3600
+OIDC_MAX_TTL_S: Final = 86400  # an external provider's tokens: at most a day from iat to exp
 STATIC_USER: Final = "static-token"
 _ASYMMETRIC: Final = frozenset(
     {"EdDSA", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384"}
@@ -164,12 +165,16 @@ class LocalIssuer:
         claims = _decode(token, self.key.public_key(), ["EdDSA"], self.issuer, self.audience, self._leeway)
         # Our own tokens live at most MAX_TTL_S: one signed with a longer life (a leaked key, a bug, a
         # hand-made token) is refused. An iat in the future is refused by PyJWT ("not yet valid").
-        exp, iat = claims["exp"], claims["iat"]
-        if not isinstance(exp, int | float) or not isinstance(iat, int | float):
-            raise IdentityError("token malformed")
-        if exp - iat > MAX_TTL_S:
-            raise IdentityError(f"token lifetime exceeds {MAX_TTL_S} seconds")
+        _check_lifetime(claims, MAX_TTL_S)
         return _principal(claims, ip, "role", "org_id")
+
+
+def _check_lifetime(claims: dict[str, Any], limit_s: int) -> None:
+    exp, iat = claims["exp"], claims["iat"]
+    if not isinstance(exp, int | float) or not isinstance(iat, int | float):
+        raise IdentityError("token malformed")
+    if exp - iat > limit_s:
+        raise IdentityError(f"token lifetime exceeds {limit_s} seconds")
 
 
 def _load_jwks(source: str | Path, timeout_s: float) -> dict[str | None, tuple[jwt.PyJWK, str | None]]:
@@ -240,6 +245,9 @@ class OidcVerifier:
         if declared is not None and declared != alg:
             raise IdentityError("token algorithm not allowed")
         claims = _decode(token, jwk.key, [alg], self.issuer, self.audience, self._leeway)
+        # A provider's access tokens live minutes to hours; one that lives longer than a day (a
+        # mis-configured client, a token minted to outlive revocation) is refused, as ours past an hour.
+        _check_lifetime(claims, OIDC_MAX_TTL_S)
         return _principal(claims, ip, self._role_claim, self._org_claim)
 
 
