@@ -17,20 +17,16 @@ import os
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from fractions import Fraction
 from pathlib import Path
 from typing import Final
-
-import av
 
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE
 from media.mulaw import CODEC as PCMU
 from media.mulaw import MulawDecoder
-from media.opus import OpusDecoder, OpusEncoder, OpusError
+from media.opus import OpusDecoder, OpusEncoder, OpusError, write_ogg_opus
 
 MAX_GAP_S: Final = 60  # as the speech path: a longer jump is not filled further
 PIECE_BYTES: Final = 1 << 20  # ~10.9 s of 48 kHz s16 mono
-_TIME_BASE: Final = Fraction(1, SAMPLE_RATE)
 _UNKNOWN_SIZE: Final = 0xFFFFFFFF  # streamed: sizes unknown up front (players read to the end)
 _HEADER_BYTES: Final = 44
 _SILENT_FRAME: Final = bytes(FRAME_SAMPLES * 2)
@@ -46,19 +42,7 @@ def silence_budget_s(started_at: str, ended_at: str | None, now: datetime) -> fl
 def ogg_bytes(frames: Sequence[tuple[int, bytes]]) -> bytes:
     """Mux Opus packets into an in-memory Ogg Opus file (about the size of the packets)."""
     buf = io.BytesIO()
-    with av.open(buf, "w", format="ogg") as out:
-        stream = out.add_stream("libopus", rate=SAMPLE_RATE)
-        stream.codec_context.layout = "mono"
-        stream.codec_context.format = "s16"
-        stream.codec_context.time_base = _TIME_BASE
-        stream.time_base = _TIME_BASE
-        stream.codec_context.open()  # fills extradata (OpusHead) the Ogg muxer needs
-        for ts, payload in frames:
-            pkt = av.Packet(payload)
-            pkt.pts = pkt.dts = ts
-            pkt.time_base = _TIME_BASE
-            pkt.stream = stream
-            out.mux(pkt)
+    write_ogg_opus(buf, frames)
     return buf.getvalue()
 
 

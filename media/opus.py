@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import av
 import numpy as np
@@ -160,9 +161,10 @@ def _mono_s16(frame: av.AudioFrame) -> bytes:
     return bytes(mono.astype(np.int16).tobytes())
 
 
-def write_ogg_opus(path: Path, packets: list[tuple[int, bytes]]) -> None:
-    """Mux Opus packets (timestamp in 48 kHz samples, payload) into an Ogg Opus file without re-encoding."""
-    with av.open(str(path), "w", format="ogg") as out:
+def write_ogg_opus(target: Path | BinaryIO, packets: Iterable[tuple[int, bytes]]) -> None:
+    """Mux Opus packets (timestamp in 48 kHz samples, payload) into an Ogg Opus file (a path, or a
+    writable binary file such as a BytesIO) without re-encoding."""
+    with av.open(str(target) if isinstance(target, Path) else target, "w", format="ogg") as out:
         stream = out.add_stream("libopus", rate=SAMPLE_RATE)
         stream.codec_context.layout = "mono"
         stream.codec_context.format = "s16"
@@ -171,8 +173,7 @@ def write_ogg_opus(path: Path, packets: list[tuple[int, bytes]]) -> None:
         stream.codec_context.open()  # fills extradata (OpusHead) the Ogg muxer needs
         for ts, payload in packets:
             pkt = av.Packet(payload)
-            pkt.pts = ts
-            pkt.dts = ts
+            pkt.pts = pkt.dts = ts
             pkt.time_base = _TIME_BASE
             pkt.stream = stream
             out.mux(pkt)

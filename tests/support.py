@@ -102,3 +102,32 @@ def scan_tree(root: Path, needles: Iterable[str]) -> list[str]:
 
 def _readable(chunk: bytes) -> bool:
     return all(0x20 <= b <= 0x7E or b in b"\t\r\n" for b in chunk)
+
+
+async def replay_in_process(transcriber: Any, transcripts: Any, tmp_path: Path) -> tuple[Any, Any]:
+    """Replay fixtures/example_call.flac through a real Engine with `transcriber` and `transcripts` (memory
+    recordings, a fresh key file): (the call summary, the engine's Metrics)."""
+    from media.asr import AsrScheduler
+    from media.fixtures import load_fixture
+    from storage.keys import LocalKeyFile
+    from storage.memory import MemoryRecordingStore
+    from worker.engine import Engine, EngineConfig
+    from worker.metrics import Metrics
+    from worker.replay import replay_one
+
+    metrics = Metrics()
+    sched = AsrScheduler(transcriber, workers=1)
+    engine = Engine(
+        transcripts=transcripts,
+        recordings=MemoryRecordingStore(),
+        keys=LocalKeyFile(tmp_path / "kek.json"),
+        asr=sched,
+        metrics=metrics,
+        config=EngineConfig(flush_interval_s=0.05),
+    )
+    try:
+        fixture = load_fixture(FIXTURES / "example_call.flac")
+        summary = await replay_one(engine, fixture, realtime=False, emit=lambda e: None)
+    finally:
+        await sched.aclose()
+    return summary, metrics

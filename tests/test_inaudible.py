@@ -11,18 +11,12 @@ import pytest
 
 from media.asr import (
     INAUDIBLE,
-    AsrScheduler,
     Guards,
     guard_verdict,
 )
 from media.events import Transcript
-from media.fixtures import load_fixture
-from storage.keys import LocalKeyFile
-from storage.memory import MemoryRecordingStore, MemoryTranscriptStore
-from tests.support import FIXTURES
-from worker.engine import Engine, EngineConfig
-from worker.metrics import Metrics
-from worker.replay import replay_one
+from storage.memory import MemoryTranscriptStore
+from tests.support import replay_in_process
 
 GROUPS = "4111 1111 1111 1111 4111 1111 1111 1111"
 STUTTER = "My card number is 40010011-1011-10011-1011-10011-1011-10011-1011-10011-1011-10011-1011-10011-100"
@@ -69,22 +63,8 @@ class _Rejecting:
 async def test_rejected_speech_is_stored_as_inaudible_or_counted(
     tmp_path: Path, reason: str, stored: list[str]
 ) -> None:
-    transcripts, metrics = MemoryTranscriptStore(), Metrics()
-    sched = AsrScheduler(_Rejecting([("", reason)]), workers=1)
-    engine = Engine(
-        transcripts=transcripts,
-        recordings=MemoryRecordingStore(),
-        keys=LocalKeyFile(tmp_path / "kek.json"),
-        asr=sched,
-        metrics=metrics,
-        config=EngineConfig(flush_interval_s=0.05),
-    )
-    try:
-        summary = await replay_one(
-            engine, load_fixture(FIXTURES / "example_call.flac"), realtime=False, emit=lambda e: None
-        )
-    finally:
-        await sched.aclose()
+    transcripts = MemoryTranscriptStore()
+    summary, metrics = await replay_in_process(_Rejecting([("", reason)]), transcripts, tmp_path)
     utts = await transcripts.get_utterances(summary.call_id)
     turns = metrics.registry.get_sample_value("converse_utterances_rejected_total", {"reason": reason})
     assert turns is not None and turns >= 1

@@ -8,17 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from media.asr import AsrScheduler, FakeTranscriber
-from media.fixtures import load_fixture
+from media.asr import FakeTranscriber
 from storage.errors import StorageUnavailableError
-from storage.keys import LocalKeyFile
-from storage.memory import MemoryRecordingStore, MemoryTranscriptStore
+from storage.memory import MemoryTranscriptStore
 from storage.protocols import UtteranceRecord
-from tests.support import FIXTURES
+from tests.support import replay_in_process
 from worker import engine as engine_mod
-from worker.engine import Engine, EngineConfig
 from worker.metrics import Metrics
-from worker.replay import replay_one
 
 
 class FlakyStore(MemoryTranscriptStore):
@@ -37,21 +33,8 @@ class FlakyStore(MemoryTranscriptStore):
 
 
 async def _replay(store: FlakyStore, tmp_path: Path) -> tuple[list[UtteranceRecord], Metrics]:
-    metrics = Metrics()
-    sched = AsrScheduler(FakeTranscriber(["Hello, I would like an appointment."]), workers=1)
-    engine = Engine(
-        transcripts=store,
-        recordings=MemoryRecordingStore(),
-        keys=LocalKeyFile(tmp_path / "kek.json"),
-        asr=sched,
-        metrics=metrics,
-        config=EngineConfig(flush_interval_s=0.05),
-    )
-    try:
-        fixture = load_fixture(FIXTURES / "example_call.flac")
-        summary = await replay_one(engine, fixture, realtime=False, emit=lambda e: None)
-    finally:
-        await sched.aclose()
+    transcriber = FakeTranscriber(["Hello, I would like an appointment."])
+    summary, metrics = await replay_in_process(transcriber, store, tmp_path)
     return await store.get_utterances(summary.call_id), metrics
 
 
