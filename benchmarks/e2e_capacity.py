@@ -5,7 +5,7 @@ Usage: .venv/bin/python benchmarks/e2e_capacity.py [--quick] [--pin-clients CPUS
 The script starts `python -m worker serve` on 127.0.0.1 (CONVERSE_LOOPBACK_ONLY=true, port 0, a temp data
 dir and KEK, default ASR settings) and, after one warm-up call, sweeps N over SWEEP. For each N, N calls
 are made by ceil(N / CALLS_PER_CLIENT) client processes (this script with `--client`), each running its
-calls concurrently through `worker.call_client.run_call` (aiortc, Opus, WHIP, loopback ICE): call i
+calls concurrently through `worker.cli.call_client.run_call` (aiortc, Opus, WHIP, loopback ICE): call i
 replays bench fixture i mod 10 (fixtures/bench, ground truth in its manifest) cut to ~SECONDS of audio,
 in real time, starting i * STAGGER_S / N s after the first. Each client Opus-encodes its calls before the
 step starts and aiortc sends those packets as they are (`--encode-live`: aiortc encodes every frame during
@@ -117,7 +117,7 @@ def client_main() -> None:
         os.sched_setaffinity(0, spec["cpus"])
     import numpy as np
 
-    import worker.call_client as cc
+    import worker.cli.call_client as cc
     from media.frames import FRAME_SECONDS
     from worker.webrtc import loopback_only
 

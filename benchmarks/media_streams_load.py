@@ -4,7 +4,7 @@ ONE `serve` process; time to final per spoken utterance.
 Usage: .venv/bin/python benchmarks/media_streams_load.py [--streams N] [--seconds S]
 
 Starts `python -m worker serve` on 127.0.0.1 (temp data dir and KEK, default ASR settings), sends one
-warm-up stream, then N streams at once from this process (`worker.media_streams_client.stream_call`,
+warm-up stream, then N streams at once from this process (`worker.cli.media_streams_client.stream_call`,
 aiohttp WebSockets): stream i carries bench fixture i mod 10 (fixtures/bench, ground truth in its
 manifest) cut to about S seconds, starting i * STAGGER_S / N s after the first.
 
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, ROOT, load_bench, loadavg, machine, percentiles, write_json
 
 from tests.serve_util import TOKEN, serve
-from worker.media_streams_client import stream_call
+from worker.cli.media_streams_client import stream_call
 
 STREAMS = 16
 SECONDS = 30.0

@@ -22,14 +22,14 @@ from storage.factory import Stores, memory_stores
 from storage.keys import LocalKeyFile
 from storage.protocols import CallInfo, UtteranceRecord
 from tests.support import FIXTURES
-from worker.access import Role
-from worker.admin_api import api_routes, auth_middleware, openapi_spec
 from worker.app_context import AppContext
+from worker.auth.access import Role
+from worker.auth.identity import Authenticator, LocalIssuer
+from worker.auth.security import LOCAL_ISSUER, Security
+from worker.auth.totp import TotpStore
 from worker.engine import Call, Engine, EngineConfig
-from worker.identity import Authenticator, LocalIssuer
+from worker.http.api.routes import api_routes, auth_middleware, openapi_spec
 from worker.metrics import Metrics
-from worker.security import LOCAL_ISSUER, Security
-from worker.totp import TotpStore
 
 ORG = "org-a"
 OTHER_ORG = "org-b"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from media.fixtures import load_fixture
 from media.frames import SAMPLE_RATE
-from worker.call_client import encode_track, run_call, track_frames
+from worker.cli.call_client import encode_track, run_call, track_frames
 
 TAIL_S = 1.5
 

@@ -1,4 +1,4 @@
-"""worker.access: the role x permission x mfa matrix, table-driven, and the docs generated from it."""
+"""worker.auth.access: the role x permission x mfa matrix, table-driven, and the docs generated from it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from worker import access
-from worker.access import PHI_PERMISSIONS, AccessDeniedError, Decision, Permission, Principal, Role, check
+from worker.auth import access
+from worker.auth.access import (
+    PHI_PERMISSIONS,
+    AccessDeniedError,
+    Decision,
+    Permission,
+    Principal,
+    Role,
+    check,
+)
 
 # The HIPAA page, written out by hand (a second entry of ROLE_PERMISSIONS, so a change to either is caught).
 EXPECTED: dict[str, set[str]] = {

@@ -29,9 +29,9 @@ from tests.api_support import (
     open_api,
     opus_frames,
 )
-from worker import api_live
-from worker.access import Role
 from worker.analytics import aggregate
+from worker.auth.access import Role
+from worker.http.api import live as api_live
 
 
 @pytest.fixture(scope="module")

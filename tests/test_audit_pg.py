@@ -398,7 +398,7 @@ async def test_same_entries_as_the_embedded_log(pg_url: str, lock_url: str, tmp_
 
 
 async def test_open_security_chooses_postgres(pg_url: str, lock_url: str, tmp_path: Path) -> None:
-    from worker.security import open_security
+    from worker.auth.security import open_security
 
     sec = open_security(
         tmp_path / "data", tmp_path / "keys" / "kek.json", database_url=pg_url, object_store_url=lock_url

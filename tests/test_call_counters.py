@@ -17,8 +17,8 @@ import pytest
 from media.sframe import parse_header
 from storage.counters import FileCounterStore
 from tests.test_e2ee import KEY_A, TOKEN, MakeServer, bursts, loopback, make_server, seam
-from worker import cmd_call
-from worker.call_client import b64url
+from worker.cli import call as cmd_call
+from worker.cli.call_client import b64url
 
 __all__ = ["loopback", "make_server", "seam"]  # fixtures, re-exported
 

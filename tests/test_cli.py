@@ -124,8 +124,8 @@ def test_a_configuration_error_says_what_is_wrong_and_which_setting(tmp_path: Pa
 
 def test_error_lines_of_known_and_unknown_errors() -> None:
     from storage.errors import NotFoundError
-    from worker.cli import error_line
-    from worker.identity import IdentityError
+    from worker.auth.identity import IdentityError
+    from worker.cli.main import error_line
 
     assert error_line(IdentityError("token expired")) == "token expired"
     assert error_line(NotFoundError("call c1\nnot found")) == "call c1 not found"

@@ -13,8 +13,8 @@ import pytest
 
 from tests.cli_plant import plant_call
 from tests.support import cli_env, json_lines, run_cli
-from worker.identity import LocalIssuer
-from worker.totp import code_at
+from worker.auth.identity import LocalIssuer
+from worker.auth.totp import code_at
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from worker.cors import Cors, parse_origins
+from worker.http.cors import Cors, parse_origins
 
 ALLOWED = "https://app.example.org"
 

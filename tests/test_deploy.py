@@ -240,7 +240,7 @@ def test_probe_paths_are_worker_routes(worker: dict[str, Any]) -> None:
     assert probed == {"/healthz", "/readyz"}
     routes = string_constants(ROOT / "worker")
     if not (ROOT / "worker" / "cmd_serve.py").exists() and not probed & routes:
-        pytest.skip("`serve` (worker/cmd_serve.py) is not in this tree yet")
+        pytest.skip("`serve` (worker/cli/serve.py) is not in this tree yet")
     assert probed <= routes, f"probe paths not served by the worker: {sorted(probed - routes)}"
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert worker[probe]["httpGet"]["port"] == "http"

@@ -18,7 +18,7 @@ import pytest
 from media.asr_sched import AsrError, AsrScheduler
 from media.events import Transcript
 from tests.support import REPO
-from worker.cmd_serve import readiness
+from worker.cli.serve import readiness
 from worker.drain import AFTER_S, DrainBudget
 
 

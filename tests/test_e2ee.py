@@ -34,9 +34,16 @@ from storage.memory import MemoryRecordingStore, MemoryTranscriptStore
 from tests.browser_util import best_correlation, envelope
 from tests.fakes_engine import FakeEngine, FakeSession
 from tests.support import FIXTURES
-from worker import cmd_call
-from worker.call_client import FrameProtector, WhipClientError, b64url, encode_track, run_call, track_frames
-from worker.cli import CommandError
+from worker.cli import call as cmd_call
+from worker.cli.call_client import (
+    FrameProtector,
+    WhipClientError,
+    b64url,
+    encode_track,
+    run_call,
+    track_frames,
+)
+from worker.cli.errors import CommandError
 from worker.e2ee import (
     CLEAR_REASON,
     REQUIRED_REASON,

@@ -69,7 +69,7 @@ async def worker(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Worker]:
         app = web.Application()
         app.add_routes(whip_routes(calls, authorize=static_bearer(TOKEN), on_sframe=sframe_hook(metrics)))
         app.add_routes(demo_routes())
-        app.add_routes([_static("sframe.js"), _static("e2ee-worker.js")])  # as worker.http_app serves them
+        app.add_routes([_static("sframe.js"), _static("e2ee-worker.js")])  # as worker.http.app serves them
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -18,7 +18,7 @@ from storage.protocols import CallInfo, format_timestamp
 from tests.api_support import open_api
 from tests.cli_plant import plant_call
 from tests.support import cli_env, run_cli
-from worker.access import Role
+from worker.auth.access import Role
 from worker.track import TrackSealer
 
 SECOND = SAMPLE_RATE * 2  # bytes of 48 kHz s16 mono

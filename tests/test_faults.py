@@ -1,5 +1,5 @@
 """Fault injection, in process (Engine + fakes, fast): the ASR worker raising or hanging, the disk filling up,
-wall-clock jumps, and floods of WHIP offers / failed authentications (worker.admission).
+wall-clock jumps, and floods of WHIP offers / failed authentications (worker.http.admission).
 
 What each test proves is in its docstring; the serve-process faults (SIGKILL, vanished client, a real full
 tmpfs) are in tests/test_faults_serve.py.
@@ -33,7 +33,8 @@ from storage.keys import LocalKeyFile, track_key_context
 from storage.memory import MemoryTranscriptStore
 from storage.protocols import UtteranceRecord
 from tests.support import FIXTURES, cli_env, run_cli
-from worker.admission import (
+from worker.engine import Engine, EngineConfig
+from worker.http.admission import (
     Admission,
     AdmissionConfig,
     LoadGate,
@@ -42,7 +43,6 @@ from worker.admission import (
     TokenBucket,
     admission_middleware,
 )
-from worker.engine import Engine, EngineConfig
 from worker.metrics import Metrics
 from worker.replay import replay_one
 
@@ -463,12 +463,12 @@ async def test_flood_of_offers_and_bad_tokens_on_real_app(tmp_path: Path) -> Non
     log does not grow with the flood, and the whole flood costs well under a few seconds."""
     from storage.audit_store import AuditLog
     from tests.api_support import ORG
-    from worker.access import Role
     from worker.app_context import AppContext
-    from worker.http_app import build_app
-    from worker.identity import Authenticator, LocalIssuer
-    from worker.security import LOCAL_ISSUER, Security
-    from worker.totp import TotpStore
+    from worker.auth.access import Role
+    from worker.auth.identity import Authenticator, LocalIssuer
+    from worker.auth.security import LOCAL_ISSUER, Security
+    from worker.auth.totp import TotpStore
+    from worker.http.app import build_app
     from worker.webrtc import Calls, WebRtcConfig
 
     data, key_dir = tmp_path / "data", tmp_path / "keys"

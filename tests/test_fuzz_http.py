@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from tests.fakes_engine import FakeEngine
 from tests.fuzz.seeds import OFFER, mutate_sdp, tone
 from tests.fuzz.support import fuzz, one_line
-from worker.call_client import run_call
+from worker.cli.call_client import run_call
 from worker.contracts import CallSession
 from worker.webrtc import Calls, WebRtcConfig, loopback_only
 from worker.whip import (

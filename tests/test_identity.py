@@ -1,4 +1,4 @@
-"""worker.identity: local EdDSA tokens, OIDC verification from a JWKS file, the static token, and attacks."""
+"""worker.auth.identity: local EdDSA tokens, OIDC verification from a JWKS file, the static token, attacks."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_pri
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from storage.audit import AuditError
-from worker.access import Principal, Role, check
-from worker.identity import (
+from worker.auth.access import Principal, Role, check
+from worker.auth.identity import (
     MAX_TTL_S,
     Authenticator,
     IdentityError,
@@ -26,7 +26,7 @@ from worker.identity import (
     StaticTokenVerifier,
     issue_for_user,
 )
-from worker.totp import ReusedCodeError, TotpStore, code_at
+from worker.auth.totp import ReusedCodeError, TotpStore, code_at
 
 STATIC = "s3cret-static-token-0123456789"
 

@@ -18,7 +18,7 @@ from tests.cli_plant import plant_call
 from tests.servers import pg_server, pg_url
 from tests.storage_contract import make_call, make_track, make_utt
 from tests.support import cli_env, run_cli
-from worker.totp import TotpStore, code_at
+from worker.auth.totp import TotpStore, code_at
 
 __all__ = ["pg_server", "pg_url"]  # fixtures, re-exported
 

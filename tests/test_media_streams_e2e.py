@@ -21,7 +21,7 @@ import pytest
 from media.fixtures import load_fixture
 from tests.serve_util import TOKEN, serve
 from tests.support import FIXTURES, REPO, json_lines, run_cli
-from worker.media_streams_client import MediaStreamsClientError, stream_call
+from worker.cli.media_streams_client import MediaStreamsClientError, stream_call
 
 pytestmark = pytest.mark.slow
 

@@ -23,16 +23,16 @@ from storage.audit_store import AuditLog
 from storage.factory import memory_stores
 from storage.keys import LocalKeyFile, track_key_context
 from tests.support import FIXTURES
-from worker.access import Role
-from worker.admission import AdmissionConfig
 from worker.app_context import AppContext
+from worker.auth.access import Role
+from worker.auth.identity import Authenticator, LocalIssuer
+from worker.auth.security import LOCAL_ISSUER, Security
+from worker.auth.totp import TotpStore
+from worker.cli.media_streams_client import mulaw_chunks
 from worker.engine import Engine, EngineConfig
-from worker.http_app import build_app
-from worker.identity import Authenticator, LocalIssuer
-from worker.media_streams_client import mulaw_chunks
+from worker.http.admission import AdmissionConfig
+from worker.http.app import build_app
 from worker.metrics import Metrics
-from worker.security import LOCAL_ISSUER, Security
-from worker.totp import TotpStore
 from worker.webrtc import Calls, WebRtcConfig
 
 ORG = "org-a"

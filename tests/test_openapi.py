@@ -12,10 +12,10 @@ from aiohttp import web
 
 from tests.api_support import open_api
 from tests.support import REPO, need
-from worker import openapi
-from worker.access import Permission, Role
-from worker.admin_api import api_routes, openapi_spec
 from worker.app_context import AppContext
+from worker.auth.access import Permission, Role
+from worker.http import openapi
+from worker.http.api.routes import api_routes, openapi_spec
 
 METHODS = {"GET", "PUT", "POST", "DELETE", "PATCH"}
 
@@ -88,7 +88,7 @@ def test_every_v1_operation_names_its_permission_and_errors() -> None:
 
 def test_docs_table_is_generated_from_the_spec() -> None:
     text = (REPO / "docs" / "api.md").read_text("utf-8")
-    assert openapi.sync_doc(text) == text, "run: python -m worker.openapi docs/api.md"
+    assert openapi.sync_doc(text) == text, "run: python -m worker.http.openapi docs/api.md"
 
 
 def _fuzz(base: str, token: str, max_examples: int) -> tuple[list[str], int]:

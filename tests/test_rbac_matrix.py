@@ -1,4 +1,4 @@
-"""The full role x endpoint matrix of the admin API, table-driven from `worker.access.ROLE_PERMISSIONS`.
+"""The full role x endpoint matrix of the admin API, table-driven from `worker.auth.access.ROLE_PERMISSIONS`.
 
 For each role, with and without `mfa` in `amr`, every endpoint is called once, in an order that builds the
 state later rows need (escalate -> claim -> live view -> release). Expected: the endpoint's success status
@@ -26,8 +26,8 @@ from tests.api_support import (
     open_api,
     opus_frames,
 )
-from worker import api_live
-from worker.access import Permission, Principal, Role, check
+from worker.auth.access import Permission, Principal, Role, check
+from worker.http.api import live as api_live
 
 P = Permission
 

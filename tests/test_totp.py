@@ -1,4 +1,4 @@
-"""worker.totp: RFC 6238 Appendix B vectors, the ±1 step window, reuse refusal, lockout, secrets at rest."""
+"""worker.auth.totp: RFC 6238 Appendix B vectors, ±1 step window, reuse refusal, lockout, secrets sealed."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pyotp
 import pytest
 
 from storage.keys import LocalKeyFile
-from worker.totp import (
+from worker.auth.totp import (
     InvalidCodeError,
     LockedOutError,
     NotEnrolledError,

@@ -18,7 +18,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSession
 from aiortc.mediastreams import MediaStreamTrack, VideoStreamTrack
 
 from tests.fakes_engine import FakeEngine
-from worker.call_client import FixtureTrack, WhipClientError, run_call
+from worker.cli.call_client import FixtureTrack, WhipClientError, run_call
 from worker.contracts import CallSession
 from worker.webrtc import Calls, WebRtcConfig, keep_loopback_candidates, loopback_only, parse_offer
 from worker.whip import (

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CLIENT = """
 import asyncio, json, sys
 import numpy as np
-from worker.call_client import run_call
+from worker.cli.call_client import run_call
 url, token, calls, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 t = np.arange(int(48000 * seconds))
 tone = (np.sin(2 * np.pi * 440 * t / 48000) * 8000).astype(np.int16)

@@ -60,8 +60,8 @@ async def test_delete_of_another_organisations_call_is_denied_in_the_audit_and_4
     from aiohttp.test_utils import TestClient, TestServer
 
     from tests.api_support import ORG, OTHER_ORG, open_api
-    from worker.access import Role
-    from worker.http_app import build_app
+    from worker.auth.access import Role
+    from worker.http.app import build_app
     from worker.webrtc import Calls, WebRtcConfig
 
     async with open_api(tmp_path) as api:
@@ -81,8 +81,8 @@ async def test_whip_fails_closed_when_the_audit_log_is_down(tmp_path: Path) -> N
     from aiohttp.test_utils import TestClient, TestServer
 
     from tests.api_support import open_api
-    from worker.access import Role
-    from worker.http_app import build_app
+    from worker.auth.access import Role
+    from worker.http.app import build_app
     from worker.webrtc import Calls, WebRtcConfig
 
     async with open_api(tmp_path) as api:

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 from storage.factory import Stores
 from storage.protocols import KeyProvider
+from worker.auth.security import Security
 from worker.engine import Engine
 from worker.escalations import Escalations
 from worker.metrics import Metrics
-from worker.security import Security
 
 
 @dataclass(slots=True)

@@ -160,7 +160,7 @@ def render_markdown() -> str:
     return "\n".join(lines)
 
 
-# Read where they are used (worker/security.py, worker/cli_access.py, worker/cmd_call.py).
+# Read where they are used (worker/auth/security.py, worker/cli/guard.py, worker/cli/call.py).
 ENV_ONLY: tuple[tuple[str, str, str], ...] = (
     (
         "CONVERSE_OIDC_ISSUER",
@@ -194,22 +194,22 @@ ENV_ONLY: tuple[tuple[str, str, str], ...] = (
 
 
 def _admission_rows() -> list[str]:
-    """`CONVERSE_ADMISSION_<FIELD>` overrides of `worker.admission.AdmissionConfig`, one row per field."""
+    """`CONVERSE_ADMISSION_<FIELD>` overrides of `worker.http.admission.AdmissionConfig`, a row per field."""
     from dataclasses import fields
 
-    from worker.admission import AdmissionConfig
+    from worker.http.admission import AdmissionConfig
 
     defaults = AdmissionConfig()
     return [
         f"| `CONVERSE_ADMISSION_{f.name.upper()}` | `{getattr(defaults, f.name)}` | "
-        f"Admission control (`serve`): `{f.name}`, see worker/admission.py |"
+        f"Admission control (`serve`): `{f.name}`, see worker/http/admission.py |"
         for f in fields(AdmissionConfig)
     ]
 
 
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
-    """What `serve` hands its HTTP app (`worker.http_app.build_app`)."""
+    """What `serve` hands its HTTP app (`worker.http.app.build_app`)."""
 
     cors_origins: frozenset[str] = frozenset()
     max_tracks: int = 8
@@ -221,7 +221,7 @@ def http_settings(args: argparse.Namespace) -> HttpSettings:
     A bad entry is a ValueError that names the setting (and an entry's position, never its text).
     """
     from redact.variables import declare_names
-    from worker.cors import parse_origins
+    from worker.http.cors import parse_origins
 
     declare_names(split_list(getattr(args, "variable_names", "")))
     raw = str(getattr(args, "max_tracks", "8") or "8").strip()

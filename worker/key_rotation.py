@@ -12,7 +12,7 @@ from typing import Any
 
 from storage.keys import RewrapReport, key_versions, rewrap_all
 from storage.protocols import KeyProvider, TranscriptStore
-from worker.totp import TotpStore
+from worker.auth.totp import TotpStore
 
 
 async def rotate(keys: KeyProvider, store: TranscriptStore, totp: TotpStore) -> RewrapReport:

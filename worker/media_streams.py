@@ -47,12 +47,12 @@ from media.media_streams import (
 )
 from media.mulaw import CODEC
 from storage.audit import Actor
-from worker.access import Permission, Principal, check
 from worker.app_context import AppContext
+from worker.auth.access import Permission, Principal, check
+from worker.auth.identity import IdentityError
+from worker.auth.security import actor_of
 from worker.contracts import CallSummary
 from worker.engine import Call, Track
-from worker.identity import IdentityError
-from worker.security import actor_of
 from worker.webrtc import Calls
 
 log = structlog.get_logger("worker.media_streams")

@@ -17,8 +17,8 @@ from media.fixtures import FixtureError, load_fixture
 from media.sframe import SFrameError, suite_params
 from media.sframe_session import CounterStore, SFrameSender
 from storage.counters import FileCounterStore
-from worker.call_client import FrameProtector, WhipClientError, run_call, whip_endpoint
-from worker.cli import CommandError
+from worker.cli.call_client import FrameProtector, WhipClientError, run_call, whip_endpoint
+from worker.cli.errors import CommandError
 from worker.e2ee import MAX_KEY_BYTES, MIN_KEY_BYTES
 from worker.whip import VARIABLES_HEADER
 
@@ -108,7 +108,7 @@ def _variables_header(variables: Mapping[str, str]) -> dict[str, str] | None:
 
 async def run(args: argparse.Namespace) -> int:
     if args.media_streams:  # a telephony provider's Media Streams WebSocket instead of WHIP
-        from worker.media_streams_client import run as stream
+        from worker.cli.media_streams_client import run as stream
 
         return await stream(args)
     if args.fixture is None:

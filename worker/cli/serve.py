@@ -31,6 +31,7 @@ from media.asr_sched import AsrScheduler
 from storage.retention import MAX_CALL, run_retention
 from worker.app_context import AppContext
 from worker.asr_setup import build_asr
+from worker.auth.security import Security, open_security
 from worker.config import http_settings, kek_path
 from worker.drain import (
     ASR_RESERVE_S,
@@ -42,10 +43,9 @@ from worker.drain import (
     DrainBudget,
 )
 from worker.engine import Engine, EngineConfig, utc_now
-from worker.http_app import build_app
+from worker.http.app import build_app
 from worker.metrics import Metrics
 from worker.runtime import Runtime, open_runtime
-from worker.security import Security, open_security
 from worker.webrtc import Calls, WebRtcConfig
 
 log = structlog.get_logger("worker.serve")

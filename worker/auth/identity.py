@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from storage.audit import key_id
 from storage.audit_store import load_or_create_ed25519_key
-from worker.access import Principal, Role
-from worker.totp import TotpStore
+from worker.auth.access import Principal, Role
+from worker.auth.totp import TotpStore
 
 MAX_TTL_S: Final = 3600
 OIDC_MAX_TTL_S: Final = 86400  # an external provider's tokens: at most a day from iat to exp
@@ -309,7 +309,7 @@ def issue_for_user(
     ttl_s: int = 900,
 ) -> str:
     """`token issue`: a TOTP-enrolled user must give a fresh code and gets amr ["otp", "mfa"]; a user who is
-    not enrolled gets amr ["local"] (no PHI reads). Raises IdentityError or a `worker.totp.TotpError`."""
+    not enrolled gets amr ["local"] (no PHI reads). Raises IdentityError or a `worker.auth.totp.TotpError`."""
     if totp.is_enrolled(user_id):
         if code is None:
             raise IdentityError(f"user {user_id} is enrolled for TOTP: a code is required")

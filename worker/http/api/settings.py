@@ -16,8 +16,8 @@ from aiohttp import web
 from storage.protocols import OrgSettings
 from storage.retention import run_retention
 from worker import key_rotation
-from worker.access import Permission
-from worker.http_auth import authorize, ctx_of, precheck, principal_of, read_json, record, reject
+from worker.auth.access import Permission
+from worker.http.auth import authorize, ctx_of, precheck, principal_of, read_json, record, reject
 
 MAX_RETENTION_DAYS: Final = 36500
 _BOOL_FIELDS: Final = ("phi_protection", "e2ee_required", "recording_enabled")

@@ -29,7 +29,7 @@ import numpy as np
 from media import mulaw
 from media.fixtures import FixtureError, load_fixture
 from media.media_streams import TRACKS
-from worker.cli import CommandError
+from worker.cli.errors import CommandError
 
 CHUNK_MS: Final = 20
 CLOSE_WAIT_S: Final = 120.0  # the worker finalises the last utterances before it closes

@@ -17,12 +17,12 @@ from typing import Any
 
 from storage.errors import InvalidIdError, NotFoundError
 from storage.protocols import CallInfo
-from worker.access import Permission, Principal, check
-from worker.cli import CommandError
+from worker.auth.access import Permission, Principal, check
+from worker.auth.identity import IdentityError
+from worker.auth.security import Security, actor_of, local_operator, open_security
+from worker.cli.errors import CommandError
 from worker.config import kek_path
-from worker.identity import IdentityError
 from worker.runtime import Runtime
-from worker.security import Security, actor_of, local_operator, open_security
 
 
 @asynccontextmanager

@@ -11,14 +11,11 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Final
 
+from worker.cli.errors import CommandError
 from worker.config import add_settings
 
 STORAGE = ("data-dir", "kek-file", "database-url", "object-store-url", "org-id", "log-format", "log-level")
 ASR = ("model", "model-path", "language", "asr-beam", "asr-prompt", "asr-threads", "asr-mode")
-
-
-class CommandError(Exception):
-    """A command failed for a reason the user can act on; printed as one line."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -143,31 +140,31 @@ def _parser() -> argparse.ArgumentParser:
 def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], Coroutine[Any, Any, int]]:
     cmd = args.command
     if cmd == "replay":
-        from worker.cmd_replay import run as replay
+        from worker.cli.replay import run as replay
 
         return replay
     if cmd == "serve":
-        from worker.cmd_serve import run as serve
+        from worker.cli.serve import run as serve
 
         return serve
     if cmd == "call":
-        from worker.cmd_call import run as call
+        from worker.cli.call import run as call
 
         return call
     if cmd == "redact":
-        from worker.cmd_redact import run as redact
+        from worker.cli.redact import run as redact
 
         return redact
     if cmd in ("transcripts", "export"):
-        from worker.cmd_read import export, transcripts
+        from worker.cli.transcripts import export, transcripts
 
         return transcripts if cmd == "transcripts" else export
     if cmd in ("keys", "migrate", "retention"):
-        from worker.cmd_admin import keys, migrate, retention
+        from worker.cli.keys import keys, migrate, retention
 
         return {"keys": keys, "migrate": migrate, "retention": retention}[cmd]
     if cmd in ("audit", "token"):
-        from worker.cmd_access import audit, token
+        from worker.cli.audit import audit, token
 
         return audit if cmd == "audit" else token
     raise CommandError(f"unknown command {cmd!r}")
@@ -197,12 +194,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 KNOWN_ERRORS: Final = frozenset(
     {
         ("storage.errors", "StorageError"),
-        ("worker.identity", "IdentityError"),
-        ("worker.totp", "TotpError"),
-        ("worker.access", "AccessDeniedError"),
+        ("worker.auth.identity", "IdentityError"),
+        ("worker.auth.totp", "TotpError"),
+        ("worker.auth.access", "AccessDeniedError"),
         ("worker.e2ee", "E2eeError"),
         ("worker.webrtc", "CallError"),
-        ("worker.call_client", "WhipClientError"),
+        ("worker.cli.call_client", "WhipClientError"),
         ("media.sframe", "SFrameError"),
         ("media.opus", "OpusError"),
         ("media.fixtures", "FixtureError"),

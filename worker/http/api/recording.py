@@ -21,11 +21,11 @@ from media.recording import RecordingError, RecordingHeader, RecordingIntegrityE
 from storage.errors import KeyDestroyedError, NotFoundError, StorageError
 from storage.keys import track_key_context
 from storage.protocols import MAX_TRACKS
-from worker.access import Permission
-from worker.api_calls import authorize_call
-from worker.http_auth import ApiError, ctx_of
+from worker.auth.access import Permission
+from worker.http.api.calls import authorize_call
+from worker.http.auth import ApiError, ctx_of
 
-log = structlog.get_logger("worker.api_recording")
+log = structlog.get_logger("worker.http.api.recording")
 
 FORMATS: Final = {"ogg": "audio/ogg", "wav": "audio/wav"}
 

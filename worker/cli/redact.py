@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from worker.cli import CommandError
+from worker.cli.errors import CommandError
 
 
 async def run(args: argparse.Namespace) -> int:

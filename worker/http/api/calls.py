@@ -9,10 +9,10 @@ from aiohttp import web
 
 from storage.errors import InvalidIdError, NotFoundError
 from storage.protocols import CallInfo, validate_call_id
-from worker.access import Permission
 from worker.analytics import placeholder_name
 from worker.app_context import AppContext
-from worker.http_auth import ApiError, authorize, ctx_of, precheck, principal_of
+from worker.auth.access import Permission
+from worker.http.auth import ApiError, authorize, ctx_of, precheck, principal_of
 
 
 def call_id_of(request: web.Request) -> str:

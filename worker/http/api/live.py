@@ -27,12 +27,12 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from worker.access import Permission, check
-from worker.api_calls import authorize_call, call_id_of, call_resource
+from worker.auth.access import Permission, check
 from worker.contracts import LiveEvent
 from worker.engine import Call
 from worker.escalations import Escalation
-from worker.http_auth import ApiError, authorize, ctx_of, precheck, principal_of, read_json, state_of
+from worker.http.api.calls import authorize_call, call_id_of, call_resource
+from worker.http.auth import ApiError, authorize, ctx_of, precheck, principal_of, read_json, state_of
 
 KEEPALIVE_S: Final = 15.0
 LIVE_MAX_S: Final = 4 * 3600.0

@@ -13,8 +13,8 @@ from media.export import as_opus, silence_budget_s, write_ogg_file, write_wav_fi
 from media.recording import RecordingError, RecordingHeader, RecordingIntegrityError, read_recording
 from storage.errors import NotFoundError
 from storage.keys import track_key_context
-from worker.cli import CommandError
-from worker.cli_access import cli_guard
+from worker.cli.errors import CommandError
+from worker.cli.guard import cli_guard
 from worker.runtime import open_runtime
 
 # How each call came in, by the engine's `source`: a WHIP call is WebRTC, a replay a replay.

@@ -23,9 +23,9 @@ from storage.audit import Actor
 from storage.audit_store import AuditLog
 from storage.factory import missing_extra
 from storage.keys import LocalKeyFile
-from worker.access import Principal, Role
-from worker.identity import Authenticator, LocalIssuer, OidcVerifier, StaticTokenVerifier, TokenVerifier
-from worker.totp import TotpStore
+from worker.auth.access import Principal, Role
+from worker.auth.identity import Authenticator, LocalIssuer, OidcVerifier, StaticTokenVerifier, TokenVerifier
+from worker.auth.totp import TotpStore
 
 if TYPE_CHECKING:  # the scale-out log needs the `scale` extra: imported only when a database is configured
     from storage.audit_pg import PgAuditLog

@@ -12,9 +12,9 @@ from aiohttp import web
 
 from storage.audit import AuditError, AuditTamperedError
 from storage.audit_store import MAX_PAGE
-from worker.access import Permission
 from worker.analytics import org_analytics
-from worker.http_auth import ApiError, authorize, ctx_of, principal_of
+from worker.auth.access import Permission
+from worker.http.auth import ApiError, authorize, ctx_of, principal_of
 
 DEFAULT_PAGE: Final = 100
 _MAX_SEQ: Final = 2**53  # JSON-safe integers only

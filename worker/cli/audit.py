@@ -9,12 +9,12 @@ import sys
 import time
 from typing import NoReturn
 
-from worker.access import Permission, check
-from worker.cli import CommandError
-from worker.cli_access import caller, security_for
-from worker.identity import IdentityError, issue_for_user
-from worker.security import actor_of, local_operator
-from worker.totp import TotpError
+from worker.auth.access import Permission, check
+from worker.auth.identity import IdentityError, issue_for_user
+from worker.auth.security import actor_of, local_operator
+from worker.auth.totp import TotpError
+from worker.cli.errors import CommandError
+from worker.cli.guard import caller, security_for
 
 
 async def audit(args: argparse.Namespace) -> int:

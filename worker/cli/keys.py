@@ -10,10 +10,10 @@ from pathlib import Path
 from storage.factory import migrate_stores
 from storage.retention import run_retention
 from worker import key_rotation
-from worker.cli import CommandError
-from worker.cli_access import security_for
+from worker.auth.security import actor_of, local_operator
+from worker.cli.errors import CommandError
+from worker.cli.guard import security_for
 from worker.runtime import open_runtime
-from worker.security import actor_of, local_operator
 
 
 async def keys(args: argparse.Namespace) -> int:

@@ -31,12 +31,12 @@ from aiohttp.typedefs import Middleware
 
 from storage.audit import Actor
 from storage.errors import StorageError
-from worker.access import Permission, Principal, check
 from worker.app_context import AppContext
-from worker.identity import IdentityError
-from worker.security import actor_of
+from worker.auth.access import Permission, Principal, check
+from worker.auth.identity import IdentityError
+from worker.auth.security import actor_of
 
-log = structlog.get_logger("worker.http_auth")
+log = structlog.get_logger("worker.http.auth")
 
 API_PREFIX: Final = "/v1/"
 MAX_JSON_BYTES: Final = 64 * 1024

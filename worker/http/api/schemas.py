@@ -1,4 +1,4 @@
-"""JSON Schemas of the admin API's bodies (components of `worker.openapi`'s document)."""
+"""JSON Schemas of the admin API's bodies (components of `worker.http.openapi`'s document)."""
 
 from __future__ import annotations
 

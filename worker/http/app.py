@@ -14,16 +14,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from storage.audit import Actor
 from storage.errors import InvalidIdError
 from storage.protocols import validate_call_id
-from worker.access import Permission, check
-from worker.access import Principal as AccessPrincipal
-from worker.admission import Admission, AdmissionConfig, admission_middleware, gauge_value
 from worker.app_context import AppContext
+from worker.auth.access import Permission, check
+from worker.auth.access import Principal as AccessPrincipal
+from worker.auth.identity import IdentityError
+from worker.auth.security import actor_of
 from worker.config import HttpSettings
-from worker.cors import Cors
 from worker.e2ee import sframe_hook
-from worker.identity import IdentityError
+from worker.http.admission import Admission, AdmissionConfig, admission_middleware, gauge_value
+from worker.http.cors import Cors
 from worker.media_streams import media_streams_routes
-from worker.security import actor_of
 from worker.webrtc import Calls
 from worker.whip import (
     STATIC,
@@ -181,9 +181,9 @@ def build_app(
     *,
     http: HttpSettings | None = None,
 ) -> web.Application:
-    from worker.admin_api import api_routes
-    from worker.http_auth import auth_middleware
-    from worker.openapi import openapi_spec
+    from worker.http.api.routes import api_routes
+    from worker.http.auth import auth_middleware
+    from worker.http.openapi import openapi_spec
 
     # Admission (load, per-IP offer and failed-auth limits) runs first, before authentication or any body.
     gate = Admission(
