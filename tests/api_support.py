@@ -25,7 +25,7 @@ from tests.support import FIXTURES
 from worker.access import Role
 from worker.admin_api import api_routes, auth_middleware, openapi_spec
 from worker.app_context import AppContext
-from worker.engine import Call, Engine, EngineConfig
+from worker.calls.engine import Call, Engine, EngineConfig
 from worker.identity import Authenticator, LocalIssuer
 from worker.metrics import Metrics
 from worker.security import LOCAL_ISSUER, Security

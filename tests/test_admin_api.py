@@ -31,7 +31,7 @@ from tests.api_support import (
 )
 from worker import api_live
 from worker.access import Role
-from worker.analytics import aggregate
+from worker.calls.analytics import aggregate
 
 
 @pytest.fixture(scope="module")

@@ -36,8 +36,10 @@ from tests.fakes_engine import FakeEngine, FakeSession
 from tests.support import FIXTURES
 from worker import cmd_call
 from worker.call_client import FrameProtector, WhipClientError, b64url, encode_track, run_call, track_frames
+from worker.calls.engine import Engine, EngineConfig
 from worker.cli import CommandError
-from worker.e2ee import (
+from worker.metrics import Metrics
+from worker.webrtc.e2ee import (
     CLEAR_REASON,
     REQUIRED_REASON,
     Dropped,
@@ -48,10 +50,8 @@ from worker.e2ee import (
     SFrameParams,
     sframe_hook,
 )
-from worker.engine import Engine, EngineConfig
-from worker.metrics import Metrics
-from worker.webrtc import Calls, WebRtcConfig, loopback_only
-from worker.whip import SFRAME_KEYS_HEADER, SFRAME_SUITE_HEADER, static_bearer, whip_routes
+from worker.webrtc.peer import Calls, WebRtcConfig, loopback_only
+from worker.webrtc.whip import SFRAME_KEYS_HEADER, SFRAME_SUITE_HEADER, static_bearer, whip_routes
 
 TOKEN = "e2ee-token"
 SDP_HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/sdp"}

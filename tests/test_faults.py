@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-import worker.engine as engine_mod
+import worker.calls.engine as engine_mod
 from media.asr import AsrScheduler, FakeTranscriber, Transcriber
 from media.events import Transcript
 from media.fixtures import load_fixture
@@ -42,9 +42,9 @@ from worker.admission import (
     TokenBucket,
     admission_middleware,
 )
-from worker.engine import Engine, EngineConfig
+from worker.calls.engine import Engine, EngineConfig
+from worker.calls.replay import replay_one
 from worker.metrics import Metrics
-from worker.replay import replay_one
 
 LINE = "Tuesday works, thank you."
 ENOSPC_REASON = "recording storage failed (ENOSPC: No space left on device)"
@@ -469,7 +469,7 @@ async def test_flood_of_offers_and_bad_tokens_on_real_app(tmp_path: Path) -> Non
     from worker.identity import Authenticator, LocalIssuer
     from worker.security import LOCAL_ISSUER, Security
     from worker.totp import TotpStore
-    from worker.webrtc import Calls, WebRtcConfig
+    from worker.webrtc.peer import Calls, WebRtcConfig
 
     data, key_dir = tmp_path / "data", tmp_path / "keys"
     keys = LocalKeyFile(key_dir / "kek.json")

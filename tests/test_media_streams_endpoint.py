@@ -26,14 +26,14 @@ from tests.support import FIXTURES
 from worker.access import Role
 from worker.admission import AdmissionConfig
 from worker.app_context import AppContext
-from worker.engine import Engine, EngineConfig
+from worker.calls.engine import Engine, EngineConfig
 from worker.http_app import build_app
 from worker.identity import Authenticator, LocalIssuer
 from worker.media_streams_client import mulaw_chunks
 from worker.metrics import Metrics
 from worker.security import LOCAL_ISSUER, Security
 from worker.totp import TotpStore
-from worker.webrtc import Calls, WebRtcConfig
+from worker.webrtc.peer import Calls, WebRtcConfig
 
 ORG = "org-a"
 SID = "MZ00000000000000000000000000000001"
@@ -234,7 +234,7 @@ def test_track_speech_decodes_mulaw_to_the_same_timeline() -> None:
     gives when handed over as 48 kHz PCM: same utterances, same times, same samples."""
     from media.frames import EncodedFrame
     from media.mulaw import MulawDecoder
-    from worker.track import TrackSpeech
+    from worker.calls.track import TrackSpeech
 
     chunks = speech_chunks(4.0) + [b"\xff" * 160] * 75
     dec = MulawDecoder()

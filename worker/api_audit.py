@@ -13,7 +13,7 @@ from aiohttp import web
 from storage.audit import AuditError, AuditTamperedError
 from storage.audit_store import MAX_PAGE
 from worker.access import Permission
-from worker.analytics import org_analytics
+from worker.calls.analytics import org_analytics
 from worker.http_auth import ApiError, authorize, ctx_of, principal_of
 
 DEFAULT_PAGE: Final = 100

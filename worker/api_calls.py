@@ -10,8 +10,8 @@ from aiohttp import web
 from storage.errors import InvalidIdError, NotFoundError
 from storage.protocols import CallInfo, validate_call_id
 from worker.access import Permission
-from worker.analytics import placeholder_name
 from worker.app_context import AppContext
+from worker.calls.analytics import placeholder_name
 from worker.http_auth import ApiError, authorize, ctx_of, precheck, principal_of
 
 

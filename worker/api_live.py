@@ -29,9 +29,9 @@ from aiohttp import web
 
 from worker.access import Permission, check
 from worker.api_calls import authorize_call, call_id_of, call_resource
-from worker.contracts import LiveEvent
-from worker.engine import Call
-from worker.escalations import Escalation
+from worker.calls.contracts import LiveEvent
+from worker.calls.engine import Call
+from worker.calls.escalations import Escalation
 from worker.http_auth import ApiError, authorize, ctx_of, precheck, principal_of, read_json, state_of
 
 KEEPALIVE_S: Final = 15.0

@@ -30,9 +30,8 @@ from aiortc import RTCIceServer
 from media.asr_sched import AsrScheduler
 from storage.retention import MAX_CALL, run_retention
 from worker.app_context import AppContext
-from worker.asr_setup import build_asr
-from worker.config import http_settings, kek_path
-from worker.drain import (
+from worker.calls.asr_setup import build_asr
+from worker.calls.drain import (
     ASR_RESERVE_S,
     CALLS_RESERVE_S,
     CHECKPOINT_RESERVE_S,
@@ -41,12 +40,13 @@ from worker.drain import (
     TEARDOWN_RESERVE_S,
     DrainBudget,
 )
-from worker.engine import Engine, EngineConfig, utc_now
+from worker.calls.engine import Engine, EngineConfig, utc_now
+from worker.config import http_settings, kek_path
 from worker.http_app import build_app
 from worker.metrics import Metrics
 from worker.runtime import Runtime, open_runtime
 from worker.security import Security, open_security
-from worker.webrtc import Calls, WebRtcConfig
+from worker.webrtc.peer import Calls, WebRtcConfig
 
 log = structlog.get_logger("worker.serve")
 

@@ -20,12 +20,12 @@ from worker.admission import Admission, AdmissionConfig, admission_middleware, g
 from worker.app_context import AppContext
 from worker.config import HttpSettings
 from worker.cors import Cors
-from worker.e2ee import sframe_hook
 from worker.identity import IdentityError
-from worker.media_streams import media_streams_routes
 from worker.security import actor_of
-from worker.webrtc import Calls
-from worker.whip import (
+from worker.telephony.media_streams import media_streams_routes
+from worker.webrtc.e2ee import sframe_hook
+from worker.webrtc.peer import Calls
+from worker.webrtc.whip import (
     STATIC,
     AuthUnavailable,
     Principal,
