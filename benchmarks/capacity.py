@@ -2,13 +2,13 @@
 
 Usage: .venv/bin/python benchmarks/capacity.py [--quick]
 
-One process, one shared model (worker.asr_setup.build_asr, as `replay --concurrency` and `serve` use it).
-For each N in SWEEP, N bench calls (fixtures/bench, call i on fixture i mod 10, cut to ~SECONDS of audio)
-are replayed at once in real time, 20 ms Opus packets pushed into the Engine as `worker.replay.replay_one`
-pushes them (encoded beforehand, so the figures are the pod's own cost; `--encode-live` goes through
-replay_one, which also pays the sender's Opus encoding in this process), call i starting
-i * STAGGER_S / N seconds after the first (calls do not all start on the same frame). For each N: time
-to final p50/p95/p99 (commit of the redacted transcript minus the ground-truth end of speech; see
+One process, one shared model (worker.calls.asr_setup.build_asr, as `replay --concurrency` and `serve` use
+it). For each N in SWEEP, N bench calls (fixtures/bench, call i on fixture i mod 10, cut to ~SECONDS of audio)
+are replayed at once in real time, 20 ms Opus packets pushed into the Engine as
+`worker.calls.replay.replay_one` pushes them (encoded beforehand, so the figures are the pod's own cost;
+`--encode-live` goes through replay_one, which also pays the sender's Opus encoding in this process), call i
+starting i * STAGGER_S / N seconds after the first (calls do not all start on the same frame). For each N:
+time to final p50/p95/p99 (commit of the redacted transcript minus the ground-truth end of speech; see
 common.py), process CPU (user+sys seconds of every thread / wall seconds, i.e. cores in use), frames lost,
 utterances without a final, and event-loop lag. A mode's sweep stops after the first N whose p95 passes
 STOP_P95_S. The largest N holding p95 under BUDGET_P95_S (every smaller N holding it too) is the capacity;

@@ -1,9 +1,9 @@
 """Shared parts of the speech benchmarks (latency.py, capacity.py).
 
 - the bench fixtures (fixtures/bench, made by scripts/make_bench_fixtures.py) with their ground truth;
-- an Engine wired as `converse-worker replay` wires it (worker.asr_setup.build_asr: one model, a worker
+- an Engine wired as `converse-worker replay` wires it (worker.calls.asr_setup.build_asr: one model, a worker
   pool sized to the cores), with in-memory stores and the real redactor;
-- `replay_calls`: N real-time replays pushing Opus packets into the Engine as `worker.replay.replay_one`
+- `replay_calls`: N real-time replays pushing Opus packets into the Engine as `worker.calls.replay.replay_one`
   does (packets encoded once beforehand by default, see `push_call`), each final matched to the utterance
   whose spoken end it carries, timed against the ground-truth end of speech;
 - process CPU seconds read from /proc/self/stat (every thread of the process, CTranslate2's included),
@@ -175,8 +175,8 @@ async def bench_engine(mode: str, threads: int | None = None) -> AsyncIterator[A
     """An Engine as `replay` builds it (build_asr: one shared model), memory stores, the real redactor."""
     from storage.keys import LocalKeyFile
     from storage.memory import MemoryRecordingStore, MemoryTranscriptStore
-    from worker.asr_setup import build_asr
-    from worker.engine import Engine
+    from worker.calls.asr_setup import build_asr
+    from worker.calls.engine import Engine
     from worker.metrics import Metrics
 
     args = argparse.Namespace(asr_threads=threads, asr_mode=mode, model_path=None)
@@ -234,7 +234,8 @@ def encoded(fixture: Fixture) -> list[bytes]:
 
 
 async def push_call(engine: Any, rec: CallRecord) -> None:
-    """`worker.replay.replay_one` with the Opus packets encoded beforehand: the pod's side of a call only.
+    """`worker.calls.replay.replay_one` with the Opus packets encoded beforehand: the pod's side of a
+    call only.
 
     replay_one encodes as it goes (~18 ms of CPU per call-second here, a third of a call's pipeline
     cost), which is the sender's work, not the pod's; everything after the packet is the same path."""
@@ -265,8 +266,9 @@ async def push_call(engine: Any, rec: CallRecord) -> None:
 
 
 async def replay_one_call(engine: Any, rec: CallRecord) -> None:
-    """The same through `worker.replay.replay_one` itself (it Opus-encodes in the process as it goes)."""
-    from worker.replay import replay_one
+    """The same through `worker.calls.replay.replay_one` itself (it Opus-encodes in the process as it
+    goes)."""
+    from worker.calls.replay import replay_one
 
     def emit(obj: dict[str, Any]) -> None:
         now = time.monotonic()

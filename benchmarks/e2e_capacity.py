@@ -119,7 +119,7 @@ def client_main() -> None:
 
     import worker.cli.call_client as cc
     from media.frames import FRAME_SECONDS
-    from worker.webrtc import loopback_only
+    from worker.webrtc.peer import loopback_only
 
     bench = load_bench(count=min(10, max(c["index"] for c in spec["calls"]) + 1), seconds=spec["seconds"])
 

@@ -3,9 +3,9 @@
 Usage: .venv/bin/python benchmarks/latency.py [--quick] [--parallel] [--out DIR] [--encode-live]
 
 Every bench call (fixtures/bench: 10 calls, 107 utterances, ~458 s of audio) is replayed in real time,
-one call at a time, through the real pipeline: 20 ms Opus packets pushed as `worker.replay.replay_one`
+one call at a time, through the real pipeline: 20 ms Opus packets pushed as `worker.calls.replay.replay_one`
 pushes them (encoded beforehand; `--encode-live` uses replay_one itself) -> Engine (Opus decode, VAD, the
-shared ASR scheduler built by `worker.asr_setup.build_asr`, the real redactor, in-memory stores).
+shared ASR scheduler built by `worker.calls.asr_setup.build_asr`, the real redactor, in-memory stores).
 Time to final = commit of the redacted transcript minus the ground-truth end of speech (benchmarks/
 common.py). Each mode runs in its own child process, one after the other (one call on an otherwise idle
 pod): the short window over all 10 calls, the padded baseline over the PADDED_CALLS shortest (20
@@ -78,7 +78,7 @@ async def run_mode(mode: str, quick: bool, encode_live: bool, calls_n: int, hold
         if calls_n < len(calls):  # the shortest ones
             calls = sorted(calls, key=lambda c: c.fixture.duration)[:calls_n]
     async with bench_engine(mode) as engine:
-        if not hold:  # read per call (worker.engine._final_task), so replacing the config is enough
+        if not hold:  # read per call (worker.calls.engine._final_task), so replacing the config is enough
             engine.config = dataclasses.replace(engine.config, hold_s=0.0)
         await warm_up(engine)
         cpu0, wall0 = cpu_seconds(), time.monotonic()
@@ -122,7 +122,7 @@ async def replay_phi_call(engine: Any) -> dict[str, Any]:
     """PHI_CALL in real time (both tracks): its finals held, and the engine's time to final (from the
     VAD's end of voice: this call has no ground-truth timings)."""
     from media.fixtures import load_fixture
-    from worker.replay import replay_one
+    from worker.calls.replay import replay_one
 
     finals: list[dict[str, Any]] = []
 

@@ -9,12 +9,13 @@ Each stage then runs over every frame in order, as a track's pipeline runs it (s
 - decode:   media.opus.OpusDecoder.decode(payload)           -> 960 samples at 48 kHz
 - resample: media.resample.Resampler48to16.process(pcm48)   -> 320 samples at 16 kHz
 - vad:      media.vad.Segmenter.feed(pcm16, now)             (webrtcvad + energy gate + state machine)
-- seal:     media.recording.RecordingWriter.seal(ts, payload) (SFrame AES-128-GCM record, as worker.track)
+- seal:     media.recording.RecordingWriter.seal(ts, payload) (SFrame AES-128-GCM record, as the
+          engine's track sealer)
 
-and, for comparison with the sum, `pipeline`: worker.track.TrackSpeech.process([frame]) (decode + resample
-+ VAD, one frame per batch), `pipeline_batched`: the same over BATCH-frame batches (0.1 s, what the engine's
-speech task hands it in a live call; contiguous frames are resampled and segmented in one call), plus
-`to_thread_hop`: one `asyncio.to_thread` round trip of a no-op, which the engine pays per batch on the
+and, for comparison with the sum, `pipeline`: worker.calls.track.TrackSpeech.process([frame]) (decode +
+resample + VAD, one frame per batch), `pipeline_batched`: the same over BATCH-frame batches (0.1 s, what
+the engine's speech task hands it in a live call; contiguous frames are resampled and segmented in one call),
+plus `to_thread_hop`: one `asyncio.to_thread` round trip of a no-op, which the engine pays per batch on the
 event loop and a worker thread (not a media stage; at one frame per batch it is the same order as the
 stages). Before/after ratios from the same run: `decode_ffmpeg_native` is the decoder this project used
 before (FFmpeg's native `opus` decoder: float output, downmixed and clipped to s16 in numpy) and
@@ -115,14 +116,14 @@ def stage_runners(
             w.seal(i * FRAME_SAMPLES, p)
 
     def pipeline() -> None:
-        from worker.track import TrackSpeech
+        from worker.calls.track import TrackSpeech
 
         t = TrackSpeech()
         for i, p in enumerate(payloads):
             t.process([EncodedFrame(payload=p, timestamp=i * FRAME_SAMPLES)], False, False)
 
     def pipeline_batched() -> None:
-        from worker.track import TrackSpeech
+        from worker.calls.track import TrackSpeech
 
         t = TrackSpeech()
         frames = [EncodedFrame(payload=p, timestamp=i * FRAME_SAMPLES) for i, p in enumerate(payloads)]

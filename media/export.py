@@ -2,10 +2,11 @@
 
 One implementation for the CLI (`export`) and the admin API (`.../recording`). WAV fills gaps in the RTP
 timeline (lost frames, DTX, a hold) with silence so the file keeps the call's timeline, bounded like the
-speech path (`worker.track`): one gap is filled with at most `MAX_GAP_S` of silence, and a whole export with
-at most `max_silence_s` (callers pass `silence_budget_s`: the call's wall-clock length plus one gap), so a
-sender whose timestamps run ahead of real time cannot make an export larger than the call was long. PCM comes
-out in pieces of at most `PIECE_BYTES`: neither a file nor an HTTP stream ever holds more than one piece.
+speech path (`worker.calls.track`): one gap is filled with at most `MAX_GAP_S` of silence, and a whole export
+with at most `max_silence_s` (callers pass `silence_budget_s`: the call's wall-clock length plus one gap), so
+a sender whose timestamps run ahead of real time cannot make an export larger than the call was long. PCM
+comes out in pieces of at most `PIECE_BYTES`: neither a file nor an HTTP stream ever holds more than one
+piece.
 
 Files are created owner-only (0600, also when they existed): exported audio is PHI.
 """

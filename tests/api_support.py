@@ -27,7 +27,7 @@ from worker.auth.access import Role
 from worker.auth.identity import Authenticator, LocalIssuer
 from worker.auth.security import LOCAL_ISSUER, Security
 from worker.auth.totp import TotpStore
-from worker.engine import Call, Engine, EngineConfig
+from worker.calls.engine import Call, Engine, EngineConfig
 from worker.http.api.routes import api_routes, auth_middleware, openapi_spec
 from worker.metrics import Metrics
 

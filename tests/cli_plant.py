@@ -12,7 +12,7 @@ from media.opus import OpusEncoder
 from storage.factory import open_stores
 from storage.keys import LocalKeyFile
 from storage.protocols import CallInfo, UtteranceRecord, format_timestamp
-from worker.track import TrackSealer
+from worker.calls.track import TrackSealer
 
 
 def plant_call(

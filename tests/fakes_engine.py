@@ -1,4 +1,5 @@
-"""A fake `worker.contracts.Engine` that records what the call edges hand it (until worker.engine lands)."""
+"""A fake `worker.calls.contracts.Engine` that records what the call edges hand it (until worker.calls.engine
+lands)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from media.frames import EncodedFrame
 from storage.protocols import OrgSettings
-from worker.contracts import CallSummary, LiveEvent
+from worker.calls.contracts import CallSummary, LiveEvent
 
 
 @dataclass(slots=True)
@@ -45,7 +46,7 @@ class FakeSession:
     started: float = field(default_factory=time.monotonic)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     settings: OrgSettings | None = None  # the org's settings, as the real engine fixes them at start
-    e2ee: Any = None  # worker.e2ee.E2eeState, attached by the WHIP on_sframe hook
+    e2ee: Any = None  # worker.webrtc.e2ee.E2eeState, attached by the WHIP on_sframe hook
 
     async def open_track(self) -> FakePipeline:
         pipeline = FakePipeline(

@@ -111,9 +111,9 @@ async def replay_in_process(transcriber: Any, transcripts: Any, tmp_path: Path) 
     from media.fixtures import load_fixture
     from storage.keys import LocalKeyFile
     from storage.memory import MemoryRecordingStore
-    from worker.engine import Engine, EngineConfig
+    from worker.calls.engine import Engine, EngineConfig
+    from worker.calls.replay import replay_one
     from worker.metrics import Metrics
-    from worker.replay import replay_one
 
     metrics = Metrics()
     sched = AsrScheduler(transcriber, workers=1)

@@ -29,8 +29,8 @@ from tests.api_support import (
     open_api,
     opus_frames,
 )
-from worker.analytics import aggregate
 from worker.auth.access import Role
+from worker.calls.analytics import aggregate
 from worker.http.api import live as api_live
 
 

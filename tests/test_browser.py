@@ -24,8 +24,8 @@ from tests.browser_util import (
     speech_wav,
 )
 from tests.fakes_engine import FakeEngine
-from worker.webrtc import Calls, WebRtcConfig
-from worker.whip import demo_routes, static_bearer, whip_routes
+from worker.webrtc.peer import Calls, WebRtcConfig
+from worker.webrtc.whip import demo_routes, static_bearer, whip_routes
 
 pytestmark = pytest.mark.slow
 TOKEN = "browser-test-token"

@@ -1,5 +1,5 @@
 """Bounded shutdown: the drain budget's arithmetic, and a hung model that is visible (metric, /readyz) and
-never holds up the exit (worker.drain, media.asr_sched). The serve-process drain tests (slow and locked
+never holds up the exit (worker.calls.drain, media.asr_sched). The serve-process drain tests (slow and locked
 storage) are in tests/test_faults_serve.py."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pytest
 from media.asr_sched import AsrError, AsrScheduler
 from media.events import Transcript
 from tests.support import REPO
+from worker.calls.drain import AFTER_S, DrainBudget
 from worker.cli.serve import readiness
-from worker.drain import AFTER_S, DrainBudget
 
 
 def test_drain_budget_steps_share_one_deadline() -> None:

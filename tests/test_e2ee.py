@@ -34,6 +34,7 @@ from storage.memory import MemoryRecordingStore, MemoryTranscriptStore
 from tests.browser_util import best_correlation, envelope
 from tests.fakes_engine import FakeEngine, FakeSession
 from tests.support import FIXTURES
+from worker.calls.engine import Engine, EngineConfig
 from worker.cli import call as cmd_call
 from worker.cli.call_client import (
     FrameProtector,
@@ -44,7 +45,8 @@ from worker.cli.call_client import (
     track_frames,
 )
 from worker.cli.errors import CommandError
-from worker.e2ee import (
+from worker.metrics import Metrics
+from worker.webrtc.e2ee import (
     CLEAR_REASON,
     REQUIRED_REASON,
     Dropped,
@@ -55,10 +57,8 @@ from worker.e2ee import (
     SFrameParams,
     sframe_hook,
 )
-from worker.engine import Engine, EngineConfig
-from worker.metrics import Metrics
-from worker.webrtc import Calls, WebRtcConfig, loopback_only
-from worker.whip import SFRAME_KEYS_HEADER, SFRAME_SUITE_HEADER, static_bearer, whip_routes
+from worker.webrtc.peer import Calls, WebRtcConfig, loopback_only
+from worker.webrtc.whip import SFRAME_KEYS_HEADER, SFRAME_SUITE_HEADER, static_bearer, whip_routes
 
 TOKEN = "e2ee-token"
 SDP_HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/sdp"}

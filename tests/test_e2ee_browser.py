@@ -30,10 +30,10 @@ from tests.browser_util import (
     speech_wav,
 )
 from tests.fakes_engine import FakeEngine
-from worker.e2ee import sframe_hook
 from worker.metrics import Metrics
-from worker.webrtc import Calls, WebRtcConfig
-from worker.whip import STATIC, demo_routes, static_bearer, whip_routes
+from worker.webrtc.e2ee import sframe_hook
+from worker.webrtc.peer import Calls, WebRtcConfig
+from worker.webrtc.whip import STATIC, demo_routes, static_bearer, whip_routes
 
 pytestmark = pytest.mark.slow
 TOKEN = "browser-e2ee-token"
@@ -181,7 +181,7 @@ async def test_chromium_e2ee_call_is_transcribed_by_the_real_pipeline(
     from storage.keys import LocalKeyFile
     from storage.memory import MemoryRecordingStore, MemoryTranscriptStore
     from storage.protocols import OrgSettings
-    from worker.engine import Engine, EngineConfig
+    from worker.calls.engine import Engine, EngineConfig
 
     try:
         transcriber = await asyncio.to_thread(WhisperTranscriber)

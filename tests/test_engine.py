@@ -15,9 +15,9 @@ from media.recording import read_recording
 from storage.keys import LocalKeyFile, track_key_context
 from storage.memory import MemoryRecordingStore, MemoryTranscriptStore
 from tests.support import FIXTURES
-from worker.engine import Engine, EngineConfig, RedactFn
+from worker.calls.engine import Engine, EngineConfig, RedactFn
+from worker.calls.replay import replay_one
 from worker.metrics import Metrics
-from worker.replay import replay_one
 
 PHI_LINE = "Call me at 555-123-4567 about the appointment."
 
@@ -155,7 +155,7 @@ async def test_an_answer_waits_for_the_question_of_a_lagging_track(
     behind the other's (a fast replay on a loaded worker): the answer waits for the question."""
     import itertools
 
-    import worker.engine as engine_mod
+    import worker.calls.engine as engine_mod
 
     made = itertools.count()
 

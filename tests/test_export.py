@@ -19,7 +19,7 @@ from tests.api_support import open_api
 from tests.cli_plant import plant_call
 from tests.support import cli_env, run_cli
 from worker.auth.access import Role
-from worker.track import TrackSealer
+from worker.calls.track import TrackSealer
 
 SECOND = SAMPLE_RATE * 2  # bytes of 48 kHz s16 mono
 JUMP = 100 * SAMPLE_RATE  # each frame 100 s after the previous one

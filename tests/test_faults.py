@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-import worker.engine as engine_mod
+import worker.calls.engine as engine_mod
 from media.asr import AsrScheduler, FakeTranscriber, Transcriber
 from media.events import Transcript
 from media.fixtures import load_fixture
@@ -33,7 +33,8 @@ from storage.keys import LocalKeyFile, track_key_context
 from storage.memory import MemoryTranscriptStore
 from storage.protocols import UtteranceRecord
 from tests.support import FIXTURES, cli_env, run_cli
-from worker.engine import Engine, EngineConfig
+from worker.calls.engine import Engine, EngineConfig
+from worker.calls.replay import replay_one
 from worker.http.admission import (
     Admission,
     AdmissionConfig,
@@ -44,7 +45,6 @@ from worker.http.admission import (
     admission_middleware,
 )
 from worker.metrics import Metrics
-from worker.replay import replay_one
 
 LINE = "Tuesday works, thank you."
 ENOSPC_REASON = "recording storage failed (ENOSPC: No space left on device)"
@@ -469,7 +469,7 @@ async def test_flood_of_offers_and_bad_tokens_on_real_app(tmp_path: Path) -> Non
     from worker.auth.security import LOCAL_ISSUER, Security
     from worker.auth.totp import TotpStore
     from worker.http.app import build_app
-    from worker.webrtc import Calls, WebRtcConfig
+    from worker.webrtc.peer import Calls, WebRtcConfig
 
     data, key_dir = tmp_path / "data", tmp_path / "keys"
     keys = LocalKeyFile(key_dir / "kek.json")

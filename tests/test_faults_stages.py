@@ -28,10 +28,10 @@ from storage.factory import Stores, memory_stores
 from storage.keys import LocalKeyFile, track_key_context
 from storage.memory import MemoryTranscriptStore
 from tests.support import FIXTURES
-from worker.contracts import CallSummary
-from worker.engine import Engine, EngineConfig
+from worker.calls.contracts import CallSummary
+from worker.calls.engine import Engine, EngineConfig
+from worker.calls.replay import replay_one
 from worker.metrics import Metrics
-from worker.replay import replay_one
 
 LINE = "Tuesday works, thank you."
 BOUND_S = 20.0  # no test here may take longer: a hang fails it instead of stalling the suite

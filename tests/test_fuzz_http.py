@@ -1,7 +1,7 @@
-"""Abuse the real WHIP handlers (worker.whip over worker.webrtc.Calls and the fake engine, on 127.0.0.1):
-garbage and mutated offers, oversized bodies, wrong content types, SFrame header garbage, a flood of offers
-past the admission limit, a slow client; every refusal is a clear one-line 4xx/5xx at a bounded cost, and
-a well-formed call still works afterwards."""
+"""Abuse the real WHIP handlers (worker.webrtc.whip over worker.webrtc.peer.Calls and the fake engine, on
+127.0.0.1): garbage and mutated offers, oversized bodies, wrong content types, SFrame header garbage, a flood
+of offers past the admission limit, a slow client; every refusal is a clear one-line 4xx/5xx at a bounded
+cost, and a well-formed call still works afterwards."""
 
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 from tests.fakes_engine import FakeEngine
 from tests.fuzz.seeds import OFFER, mutate_sdp, tone
 from tests.fuzz.support import fuzz, one_line
+from worker.calls.contracts import CallSession
 from worker.cli.call_client import run_call
-from worker.contracts import CallSession
-from worker.webrtc import Calls, WebRtcConfig, loopback_only
-from worker.whip import (
+from worker.webrtc.peer import Calls, WebRtcConfig, loopback_only
+from worker.webrtc.whip import (
     SFRAME_KEYS_HEADER,
     SFRAME_SUITE_HEADER,
     SFrameHeaderError,

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from tests.fakes_engine import FakeEngine
 from tests.fuzz.seeds import OFFER, OFFER_LINES, SDP_TOKENS, mutate_sdp
 from tests.fuzz.support import fuzz, one_line
-from worker.webrtc import Calls, OfferError, WebRtcConfig, loopback_only, parse_offer
+from worker.webrtc.peer import Calls, OfferError, WebRtcConfig, loopback_only, parse_offer
 
 FAST = WebRtcConfig(loopback_only=True, teardown_timeout_s=0.1, flush_timeout_s=1.0)
 

@@ -17,7 +17,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
 
 from tests.serve_util import TOKEN, Server, serve, start_call
 from tests.support import FIXTURES, json_lines, run_cli
-from worker.webrtc import loopback_only
+from worker.webrtc.peer import loopback_only
 
 pytestmark = pytest.mark.slow
 

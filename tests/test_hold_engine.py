@@ -1,4 +1,4 @@
-"""The engine's hold stage (redact.hold wired into worker.engine) with a scripted per-track ASR: a final
+"""The engine's hold stage (redact.hold wired into worker.calls.engine) with a scripted per-track ASR: a final
 that ends inside an entity is stored redacted jointly with the next one, at the bound or the call's end
 it is stored over-redacted, the replay output matches what is stored, and a held final never holds up
 the other track."""
@@ -20,8 +20,8 @@ from storage.memory import MemoryRecordingStore, MemoryTranscriptStore
 from storage.protocols import UtteranceRecord
 from tests.support import FIXTURES
 from tests.test_hold import leaks
-from worker.engine import Engine, EngineConfig, RedactFn
-from worker.replay import replay_one
+from worker.calls.engine import Engine, EngineConfig, RedactFn
+from worker.calls.replay import replay_one
 
 
 class ScriptedAsr:

@@ -28,12 +28,12 @@ from worker.auth.access import Role
 from worker.auth.identity import Authenticator, LocalIssuer
 from worker.auth.security import LOCAL_ISSUER, Security
 from worker.auth.totp import TotpStore
+from worker.calls.engine import Engine, EngineConfig
 from worker.cli.media_streams_client import mulaw_chunks
-from worker.engine import Engine, EngineConfig
 from worker.http.admission import AdmissionConfig
 from worker.http.app import build_app
 from worker.metrics import Metrics
-from worker.webrtc import Calls, WebRtcConfig
+from worker.webrtc.peer import Calls, WebRtcConfig
 
 ORG = "org-a"
 SID = "MZ00000000000000000000000000000001"
@@ -234,7 +234,7 @@ def test_track_speech_decodes_mulaw_to_the_same_timeline() -> None:
     gives when handed over as 48 kHz PCM: same utterances, same times, same samples."""
     from media.frames import EncodedFrame
     from media.mulaw import MulawDecoder
-    from worker.track import TrackSpeech
+    from worker.calls.track import TrackSpeech
 
     chunks = speech_chunks(4.0) + [b"\xff" * 160] * 75
     dec = MulawDecoder()

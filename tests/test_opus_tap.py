@@ -18,7 +18,7 @@ from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.opus_tap import OpusTap, Placed, RtpTimeline, TapOverflowError, TappedFrame, opus_packet_samples
-from worker.webrtc import loopback_only
+from worker.webrtc.peer import loopback_only
 
 
 @pytest.fixture

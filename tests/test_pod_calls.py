@@ -16,7 +16,7 @@ from storage.protocols import CallInfo
 from tests.serve_util import serve, start_call
 from tests.support import FIXTURES, json_lines, run_cli
 from tests.test_faults_serve import _call_info, _kill, _wait_log
-from worker.engine import utc_now
+from worker.calls.engine import utc_now
 
 
 def _at(dt: datetime) -> str:

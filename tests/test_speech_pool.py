@@ -9,8 +9,8 @@ import pytest
 
 from media.events import SpeechStarted
 from media.frames import EncodedFrame
-from worker.speech_pool import SpeechPool
-from worker.track import SpeechEvent
+from worker.calls.speech_pool import SpeechPool
+from worker.calls.track import SpeechEvent
 
 
 class Echo:

@@ -13,7 +13,7 @@ from storage.errors import StorageUnavailableError
 from storage.memory import MemoryTranscriptStore
 from storage.protocols import UtteranceRecord
 from tests.support import replay_in_process
-from worker import engine as engine_mod
+from worker.calls import engine as engine_mod
 from worker.metrics import Metrics
 
 

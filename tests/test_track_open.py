@@ -10,7 +10,7 @@ from pathlib import Path
 from storage.factory import memory_stores
 from storage.keys import LocalKeyFile
 from storage.protocols import CallInfo, WrappedKey
-from worker.track import TrackSealer
+from worker.calls.track import TrackSealer
 
 BLOCK_S = 0.4
 

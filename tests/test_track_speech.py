@@ -20,7 +20,7 @@ from media.events import PartialAudio, SpeechStarted, Utterance
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE, EncodedFrame
 from media.opus import OpusEncoder
 from media.vad import Event, Segmenter, VadConfig
-from worker.track import TrackSpeech
+from worker.calls.track import TrackSpeech
 
 
 def _payloads(path: str = "fixtures/bench/00.opus", seconds: float = 12.0) -> list[bytes]:

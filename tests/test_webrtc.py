@@ -18,10 +18,10 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSession
 from aiortc.mediastreams import MediaStreamTrack, VideoStreamTrack
 
 from tests.fakes_engine import FakeEngine
+from worker.calls.contracts import CallSession
 from worker.cli.call_client import FixtureTrack, WhipClientError, run_call
-from worker.contracts import CallSession
-from worker.webrtc import Calls, WebRtcConfig, keep_loopback_candidates, loopback_only, parse_offer
-from worker.whip import (
+from worker.webrtc.peer import Calls, WebRtcConfig, keep_loopback_candidates, loopback_only, parse_offer
+from worker.webrtc.whip import (
     SFrameParams,
     WhipLimits,
     demo_routes,

@@ -18,8 +18,8 @@ import pytest
 from aiohttp import web
 
 from tests.fakes_engine import FakeEngine
-from worker.webrtc import Calls, WebRtcConfig
-from worker.whip import static_bearer, whip_routes
+from worker.webrtc.peer import Calls, WebRtcConfig
+from worker.webrtc.whip import static_bearer, whip_routes
 
 pytestmark = pytest.mark.slow
 TOKEN = "cpu-token"

@@ -62,7 +62,7 @@ async def test_delete_of_another_organisations_call_is_denied_in_the_audit_and_4
     from tests.api_support import ORG, OTHER_ORG, open_api
     from worker.auth.access import Role
     from worker.http.app import build_app
-    from worker.webrtc import Calls, WebRtcConfig
+    from worker.webrtc.peer import Calls, WebRtcConfig
 
     async with open_api(tmp_path) as api:
         foreign = await api.ctx.engine.start_call(org_id=OTHER_ORG, source="whip", call_id="foreign-live")
@@ -83,7 +83,7 @@ async def test_whip_fails_closed_when_the_audit_log_is_down(tmp_path: Path) -> N
     from tests.api_support import open_api
     from worker.auth.access import Role
     from worker.http.app import build_app
-    from worker.webrtc import Calls, WebRtcConfig
+    from worker.webrtc.peer import Calls, WebRtcConfig
 
     async with open_api(tmp_path) as api:
 

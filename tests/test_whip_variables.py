@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from worker.whip import SFrameHeaderError, parse_variables_header
+from worker.webrtc.whip import SFrameHeaderError, parse_variables_header
 
 
 def encode(obj: object) -> str:

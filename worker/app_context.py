@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from storage.factory import Stores
 from storage.protocols import KeyProvider
 from worker.auth.security import Security
-from worker.engine import Engine
-from worker.escalations import Escalations
+from worker.calls.engine import Engine
+from worker.calls.escalations import Escalations
 from worker.metrics import Metrics
 
 

@@ -1,4 +1,4 @@
-"""atheris: `worker.webrtc.parse_offer` raises only a one-line OfferError. Run via scripts/fuzz.sh."""
+"""atheris: `worker.webrtc.peer.parse_offer` raises only a one-line OfferError. Run via scripts/fuzz.sh."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import atheris
 import structlog  # noqa: F401
 
 with atheris.instrument_imports():
-    from worker.webrtc import OfferError, parse_offer
+    from worker.webrtc.peer import OfferError, parse_offer
 
 from tests.fuzz.seeds import OFFER, mutate_sdp
 from tests.fuzz.support import one_line

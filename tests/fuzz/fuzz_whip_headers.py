@@ -1,4 +1,4 @@
-"""atheris: `worker.whip.parse_sframe_headers` raises only a one-line SFrameHeaderError. Run via
+"""atheris: `worker.webrtc.whip.parse_sframe_headers` raises only a one-line SFrameHeaderError. Run via
 scripts/fuzz.sh."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import atheris
 import structlog  # noqa: F401
 
 with atheris.instrument_imports():
-    from worker.whip import SFrameHeaderError, parse_sframe_headers
+    from worker.webrtc.whip import SFrameHeaderError, parse_sframe_headers
 
 from tests.fuzz.support import one_line
 

@@ -19,8 +19,8 @@ from media.sframe_session import CounterStore, SFrameSender
 from storage.counters import FileCounterStore
 from worker.cli.call_client import FrameProtector, WhipClientError, run_call, whip_endpoint
 from worker.cli.errors import CommandError
-from worker.e2ee import MAX_KEY_BYTES, MIN_KEY_BYTES
-from worker.whip import VARIABLES_HEADER
+from worker.webrtc.e2ee import MAX_KEY_BYTES, MIN_KEY_BYTES
+from worker.webrtc.whip import VARIABLES_HEADER
 
 SFRAME_KEY_ENV = "CONVERSE_SFRAME_KEY"  # keeps the key off the command line (and out of `ps`)
 COUNTER_DIR_ENV = "CONVERSE_SFRAME_COUNTER_DIR"

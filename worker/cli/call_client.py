@@ -38,8 +38,8 @@ from media.frames import FRAME_SAMPLES, SAMPLE_RATE
 from media.opus import OpusEncoder
 from media.opus_send_tap import SendTap
 from media.sframe_session import MemoryCounterStore, SFrameSender, key_fingerprint
-from worker.webrtc import loopback_only as _loopback_only
-from worker.whip import SFRAME_KEYS_HEADER, SFRAME_SUITE_HEADER
+from worker.webrtc.peer import loopback_only as _loopback_only
+from worker.webrtc.whip import SFRAME_KEYS_HEADER, SFRAME_SUITE_HEADER
 
 TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 

@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from worker.asr_setup import build_asr
-from worker.engine import Engine, EngineConfig
-from worker.replay import json_emitter, replay_many, text_emitter
+from worker.calls.asr_setup import build_asr
+from worker.calls.engine import Engine, EngineConfig
+from worker.calls.replay import json_emitter, replay_many, text_emitter
 from worker.runtime import open_runtime
 
 

@@ -30,10 +30,9 @@ from aiortc import RTCIceServer
 from media.asr_sched import AsrScheduler
 from storage.retention import MAX_CALL, run_retention
 from worker.app_context import AppContext
-from worker.asr_setup import build_asr
 from worker.auth.security import Security, open_security
-from worker.config import http_settings, kek_path
-from worker.drain import (
+from worker.calls.asr_setup import build_asr
+from worker.calls.drain import (
     ASR_RESERVE_S,
     CALLS_RESERVE_S,
     CHECKPOINT_RESERVE_S,
@@ -42,11 +41,12 @@ from worker.drain import (
     TEARDOWN_RESERVE_S,
     DrainBudget,
 )
-from worker.engine import Engine, EngineConfig, utc_now
+from worker.calls.engine import Engine, EngineConfig, utc_now
+from worker.config import http_settings, kek_path
 from worker.http.app import build_app
 from worker.metrics import Metrics
 from worker.runtime import Runtime, open_runtime
-from worker.webrtc import Calls, WebRtcConfig
+from worker.webrtc.peer import Calls, WebRtcConfig
 
 log = structlog.get_logger("worker.serve")
 

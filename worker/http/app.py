@@ -20,12 +20,12 @@ from worker.auth.access import Principal as AccessPrincipal
 from worker.auth.identity import IdentityError
 from worker.auth.security import actor_of
 from worker.config import HttpSettings
-from worker.e2ee import sframe_hook
 from worker.http.admission import Admission, AdmissionConfig, admission_middleware, gauge_value
 from worker.http.cors import Cors
-from worker.media_streams import media_streams_routes
-from worker.webrtc import Calls
-from worker.whip import (
+from worker.telephony.media_streams import media_streams_routes
+from worker.webrtc.e2ee import sframe_hook
+from worker.webrtc.peer import Calls
+from worker.webrtc.whip import (
     STATIC,
     AuthUnavailable,
     Principal,

@@ -337,7 +337,7 @@ def _other_paths() -> dict[str, dict[str, Schema]]:
             "get": {
                 "operationId": "mediaStreams",
                 "summary": "Media Streams WebSocket (telephony, 8 kHz mu-law); the call starts",
-                "x-permission": Permission.CONFIGURE_AGENTS.value,  # worker.media_streams
+                "x-permission": Permission.CONFIGURE_AGENTS.value,  # worker.telephony.media_streams
                 "x-mfa": False,
                 "security": [],  # the token travels in the URL or the stream's start message, not a header
                 "parameters": [

@@ -12,8 +12,8 @@ from aiohttp import web
 
 from storage.audit import AuditError, AuditTamperedError
 from storage.audit_store import MAX_PAGE
-from worker.analytics import org_analytics
 from worker.auth.access import Permission
+from worker.calls.analytics import org_analytics
 from worker.http.auth import ApiError, authorize, ctx_of, principal_of
 
 DEFAULT_PAGE: Final = 100

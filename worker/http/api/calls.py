@@ -9,9 +9,9 @@ from aiohttp import web
 
 from storage.errors import InvalidIdError, NotFoundError
 from storage.protocols import CallInfo, validate_call_id
-from worker.analytics import placeholder_name
 from worker.app_context import AppContext
 from worker.auth.access import Permission
+from worker.calls.analytics import placeholder_name
 from worker.http.auth import ApiError, authorize, ctx_of, precheck, principal_of
 
 

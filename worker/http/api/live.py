@@ -28,9 +28,9 @@ from typing import Any, Final
 from aiohttp import web
 
 from worker.auth.access import Permission, check
-from worker.contracts import LiveEvent
-from worker.engine import Call
-from worker.escalations import Escalation
+from worker.calls.contracts import LiveEvent
+from worker.calls.engine import Call
+from worker.calls.escalations import Escalation
 from worker.http.api.calls import authorize_call, call_id_of, call_resource
 from worker.http.auth import ApiError, authorize, ctx_of, precheck, principal_of, read_json, state_of
 

@@ -44,7 +44,7 @@ from media.sframe import (
 )
 from media.sframe_session import ReplayWindow, SFrameReceiver
 
-log = structlog.get_logger("worker.e2ee")
+log = structlog.get_logger("worker.webrtc.e2ee")
 
 ATTR: Final = "e2ee"  # the attribute of a call session that holds its E2eeState
 REASONS: Final = ("auth", "replay", "unknown_kid", "malformed")

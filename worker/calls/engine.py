@@ -39,12 +39,12 @@ from storage.protocols import (
     TranscriptStore,
     UtteranceRecord,
 )
-from worker.contracts import CallSummary, FinalResult, LiveEvent
+from worker.calls.contracts import CallSummary, FinalResult, LiveEvent
+from worker.calls.speech_pool import SpeechPool
+from worker.calls.track import TrackSealer, TrackSpeech
 from worker.metrics import Metrics
-from worker.speech_pool import SpeechPool
-from worker.track import TrackSealer, TrackSpeech
 
-log = structlog.get_logger("worker.engine")
+log = structlog.get_logger("worker.calls.engine")
 
 _END = object()
 _MAX_BATCH = 50  # frames (1 s) per thread hop at most
@@ -222,8 +222,8 @@ class Call:
         self._supervisor = asyncio.create_task(self._supervise(), name=f"call-{self.call_id}")
 
     def add_sframe_keys(self, suite: int, keys: Mapping[int, bytes]) -> None:
-        """Mid-call SFrame keys (admin API): handed to the E2EE state the WebRTC edge attached (worker.e2ee).
-        ValueError when the call is not end-to-end encrypted or the keys are refused."""
+        """Mid-call SFrame keys (admin API): handed to the E2EE state the WebRTC edge attached
+        (worker.webrtc.e2ee). ValueError when the call is not end-to-end encrypted or the keys are refused."""
         state = getattr(self, "e2ee", None)
         if state is None:
             raise ValueError(f"call {self.call_id} is not end-to-end encrypted")

@@ -20,10 +20,10 @@ import structlog
 from media.fixtures import Fixture, FixtureError, iter_frames, load_fixture
 from media.frames import FRAME_SAMPLES, FRAME_SECONDS, EncodedFrame
 from media.opus import OpusEncoder
-from worker.contracts import CallSummary, FinalResult
-from worker.engine import Engine
+from worker.calls.contracts import CallSummary, FinalResult
+from worker.calls.engine import Engine
 
-log = structlog.get_logger("worker.replay")
+log = structlog.get_logger("worker.calls.replay")
 
 Emit = Callable[[dict[str, Any]], None]
 _ENCODE_CHUNK = 50  # frames encoded per trip to a worker thread (1 s of audio)

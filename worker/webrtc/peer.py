@@ -7,8 +7,8 @@ without bound if nobody reads) and a pump that takes encoded Opus frames from `m
 them into the pipeline (awaiting `push` is the backpressure), plus a no-media watchdog. aiortc's callbacks
 stay here and only ever resolve the call's end future.
 
-End-to-end encrypted calls (`worker.e2ee`): when the call session carries an `E2eeState` (attached by the
-WHIP `on_sframe` hook before the answer), the pump SFrame-unprotects every payload before anything else
+End-to-end encrypted calls (`worker.webrtc.e2ee`): when the call session carries an `E2eeState` (attached by
+the WHIP `on_sframe` hook before the answer), the pump SFrame-unprotects every payload before anything else
 looks at it; a frame that fails is dropped and counted as lost. An org that requires E2EE gets calls
 without SFrame keys refused (`E2eeRequiredError`, HTTP 403).
 """
@@ -39,8 +39,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from media.frames import FRAME_SAMPLES, EncodedFrame
 from media.opus_tap import OpusTap, RtpTimeline, TapOverflowError, opus_packet_samples
-from worker.contracts import CallSession, CallSummary, Engine, TrackPipeline
-from worker.e2ee import (
+from worker.calls.contracts import CallSession, CallSummary, Engine, TrackPipeline
+from worker.webrtc.e2ee import (
     REQUIRED_REASON,
     Dropped,
     E2eeError,
@@ -447,8 +447,8 @@ class Calls:
         self._starting = 0
         self._draining = False
         self._changed = asyncio.Event()
-        # Calls of another edge (worker.media_streams) that share `max_calls` and the drain: how many are
-        # active, and how to end them all (at the drain deadline); the edge calls `other_call_ended`.
+        # Calls of another edge (worker.telephony.media_streams) that share `max_calls` and the drain: how
+        # many are active, and how to end them all (at the drain deadline); the edge calls `other_call_ended`.
         self.other_calls: Callable[[], int] = lambda: 0
         self.end_other_calls: Callable[[str], None] = lambda reason: None
         self.registry = r = registry or CollectorRegistry()

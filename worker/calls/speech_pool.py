@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from media.frames import EncodedFrame
-from worker.track import SpeechEvent
+from worker.calls.track import SpeechEvent
 
 
 class Speech(Protocol):

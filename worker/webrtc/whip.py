@@ -1,13 +1,13 @@
-"""WHIP (RFC 9725) ingest: aiohttp handlers over `worker.webrtc.Calls`.
+"""WHIP (RFC 9725) ingest: aiohttp handlers over `worker.webrtc.peer.Calls`.
 
 `POST /whip` (application/sdp offer, bearer token) -> 201 with the SDP answer (ICE gathering complete) and
 `Location: /whip/<call_id>`; `DELETE /whip/<call_id>` -> 200 and the call ends. Every refusal is a 4xx/5xx
 with a one-line plain-text reason. Trickle ICE (PATCH) is not supported: 405 (RFC 9725 section 4.3.1).
 
 End-to-end encryption (issue 9): `Converse-SFrame-Suite` / `Converse-SFrame-Keys` are parsed here (a bad
-header is 400) and handed to the `on_sframe` hook (`worker.e2ee.sframe_hook`) before the answer; unusable
-keys are 400, and a call without keys from an org that requires E2EE is 403 with the reason. Keys are never
-logged or echoed.
+header is 400) and handed to the `on_sframe` hook (`worker.webrtc.e2ee.sframe_hook`) before the answer;
+unusable keys are 400, and a call without keys from an org that requires E2EE is 403 with the reason. Keys are
+never logged or echoed.
 
 Authentication is injected (`authorize(request) -> Principal`, sync or async, raising `Unauthorized`) so
 the static bearer token (`static_bearer`) can give way to real identities without touching this module.
@@ -28,9 +28,9 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from worker.contracts import CallSession, CallSummary
-from worker.e2ee import E2eeRequiredError, SFrameKeyError, SFrameParams
-from worker.webrtc import HANGUP, AtCapacityError, Calls, DrainingError, OfferError
+from worker.calls.contracts import CallSession, CallSummary
+from worker.webrtc.e2ee import E2eeRequiredError, SFrameKeyError, SFrameParams
+from worker.webrtc.peer import HANGUP, AtCapacityError, Calls, DrainingError, OfferError
 
 __all__ = [
     "SFRAME_KEYS_HEADER",
@@ -54,7 +54,7 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 SDP = "application/sdp"
-STATIC = Path(__file__).with_name("static")
+STATIC = Path(__file__).parent.parent / "static"
 SFRAME_SUITE_HEADER = "Converse-SFrame-Suite"
 SFRAME_KEYS_HEADER = "Converse-SFrame-Keys"
 SFRAME_SUITES = range(1, 6)  # RFC 9605 section 4.5: 0x0001..0x0005

@@ -1,4 +1,4 @@
-"""What the call edges (replay, WebRTC) see of the pipeline. Implemented by `worker.engine`.
+"""What the call edges (replay, WebRTC) see of the pipeline. Implemented by `worker.calls.engine`.
 
 A `CallSession` owns one TaskGroup; each `TrackPipeline` seals every frame it is given (never drops: `push`
 applies backpressure) and feeds speech to ASR. Live events go to subscribers of the call's live view.

@@ -13,12 +13,12 @@ type and field (never a payload, a parameter value or the token).
 Per provider track (`inbound`, `outbound`) one engine track, opened on its first media, numbered in that
 order: each 20 ms mu-law chunk is the track's encoded frame (sealed under the track key, as Opus frames
 are; the recording's codec is `pcmu`) and is decoded to the 48 kHz speech timeline off the loop
-(`worker.track.TrackSpeech`, codec-aware). Runtime PHI variables are `customParameters` other than `token`
-(the `Converse-Call-Variables` rules: at most 64 strings of at most 512 characters).
+(`worker.calls.track.TrackSpeech`, codec-aware). Runtime PHI variables are `customParameters` other than
+`token` (the `Converse-Call-Variables` rules: at most 64 strings of at most 512 characters).
 
 The call ends with the stream: `stop` or the socket closing ("ended": what was sent is kept), no media for
 the WebRTC path's `no_media_timeout_s` or a protocol error ("failed"), `max_call_s`, or the server's
-drain's deadline. Capacity and drain are shared with WebRTC (`worker.webrtc.Calls` hooks): streams and
+drain's deadline. Capacity and drain are shared with WebRTC (`worker.webrtc.peer.Calls` hooks): streams and
 connected WebRTC calls together stay within `max_calls`, a draining server refuses new streams with 503
 and waits for active ones until its deadline, then ends them "server draining".
 """
@@ -51,11 +51,11 @@ from worker.app_context import AppContext
 from worker.auth.access import Permission, Principal, check
 from worker.auth.identity import IdentityError
 from worker.auth.security import actor_of
-from worker.contracts import CallSummary
-from worker.engine import Call, Track
-from worker.webrtc import Calls
+from worker.calls.contracts import CallSummary
+from worker.calls.engine import Call, Track
+from worker.webrtc.peer import Calls
 
-log = structlog.get_logger("worker.media_streams")
+log = structlog.get_logger("worker.telephony.media_streams")
 
 PATH: Final = "/media-streams"
 SOURCE: Final = "media-streams"  # the engine's `source`; `transcripts list` shows it as the channel
@@ -86,7 +86,8 @@ class _Ended(Exception):
 
 
 class MediaStreams:
-    """Active media-stream calls of this process, next to `worker.webrtc.Calls` (whose budget they share)."""
+    """Active media-stream calls of this process, next to `worker.webrtc.peer.Calls` (whose budget they
+    share)."""
 
     def __init__(self, ctx: AppContext, calls: Calls, config: MediaStreamsConfig | None = None) -> None:
         self.ctx = ctx

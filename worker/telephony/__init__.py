@@ -1,0 +1,1 @@
+"""Telephony edges: phone calls over the Media Streams WebSocket protocol."""
