@@ -63,6 +63,11 @@ async def paged(
         after = last(page[-1])
 
 
+def _track_ids(call_id: str, track: int) -> None:
+    validate_call_id(call_id)
+    validate_track(track)
+
+
 class CheckedTranscriptStore(abc.ABC):
     """TranscriptStore over a backend's primitives (see the module docstring)."""
 
@@ -126,15 +131,13 @@ class CheckedTranscriptStore(abc.ABC):
     async def update_track_counts(
         self, call_id: str, track: int, *, received: int, sealed: int, lost: int, duration_s: float
     ) -> None:
-        validate_call_id(call_id)
-        validate_track(track)
+        _track_ids(call_id, track)
         duration = check_counts(received, sealed, lost, duration_s)
         if not await self._update_track_counts(call_id, track, (received, sealed, lost), duration):
             raise NotFoundError(f"call {call_id} track {track} not found")
 
     async def get_track(self, call_id: str, track: int) -> TrackInfo:
-        validate_call_id(call_id)
-        validate_track(track)
+        _track_ids(call_id, track)
         found = await self._get_track(call_id, track)
         if found is None:
             raise NotFoundError(f"call {call_id} track {track} not found")
@@ -150,15 +153,13 @@ class CheckedTranscriptStore(abc.ABC):
     async def replace_wrapped_key(
         self, call_id: str, track: int, wrapped: WrappedKey, *, expected: WrappedKey | None = None
     ) -> bool:
-        validate_call_id(call_id)
-        validate_track(track)
+        _track_ids(call_id, track)
         if not wrapped.blob:
             raise ValueError("replace_wrapped_key needs a wrapped key; use destroy_track_key to destroy one")
         return await self._replace_wrapped_key(call_id, track, wrapped, expected)
 
     async def destroy_track_key(self, call_id: str, track: int) -> bool:
-        validate_call_id(call_id)
-        validate_track(track)
+        _track_ids(call_id, track)
         return await self._destroy_track_key(call_id, track, format_timestamp(datetime.now(UTC)))
 
     # utterances ---------------------------------------------------------------------------------------
@@ -181,8 +182,7 @@ class CheckedTranscriptStore(abc.ABC):
     async def replace_utterance_text(
         self, call_id: str, track: int, seq: int, *, expected: str, text: str
     ) -> bool:
-        validate_call_id(call_id)
-        validate_track(track)
+        _track_ids(call_id, track)
         check_count("seq", seq)
         if not isinstance(expected, str) or not isinstance(text, str):
             raise ValueError("replace_utterance_text takes the expected and the new text as str")

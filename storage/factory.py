@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from storage.errors import StorageError
+from storage.files import private_dir
 from storage.protocols import KeyedTranscriptStore, KeyProvider, RecordingStore, TranscriptStore
 
 DB_NAME = "converse.db"
@@ -56,12 +56,6 @@ class Stores:
             await self.transcripts.close()
 
 
-def _private_dir(path: Path) -> None:
-    if not path.exists():
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(path, 0o700)
-
-
 async def open_stores(
     data_dir: Path,
     *,
@@ -98,7 +92,7 @@ async def _open_local(data_dir: Path) -> Stores:
     from storage.file_recordings import LocalRecordingStore
     from storage.sql.sqlite import LocalTranscriptStore
 
-    await asyncio.to_thread(_private_dir, data_dir)
+    await asyncio.to_thread(private_dir, data_dir)
     transcripts = LocalTranscriptStore(data_dir / DB_NAME)
     try:
         await transcripts.open()
@@ -176,7 +170,7 @@ async def migrate_stores(data_dir: Path, *, database_url: str | None = None) -> 
             raise missing_extra(exc, "CONVERSE_DATABASE_URL") from None
         return await PgTranscriptStore(database_url).migrate()
     data_dir = Path(data_dir)
-    await asyncio.to_thread(_private_dir, data_dir)
+    await asyncio.to_thread(private_dir, data_dir)
     return await asyncio.to_thread(migrate.migrate, data_dir / DB_NAME)
 
 

@@ -21,6 +21,7 @@ from typing import TypeVar
 
 from storage import migrate as migrations
 from storage.errors import StorageUnavailableError, StoreClosedError
+from storage.files import private_dir
 from storage.sql.statements import Row
 from storage.sql.store import ParentMissingError, SqlTranscriptStore
 
@@ -74,10 +75,7 @@ class SqliteDatabase:
             raise StorageUnavailableError(f"sqlite {self.db_path}: {exc}") from None
 
     def _connect(self) -> sqlite3.Connection:
-        parent = self.db_path.parent
-        if not parent.exists():
-            parent.mkdir(mode=0o700, parents=True)
-            os.chmod(parent, 0o700)
+        private_dir(self.db_path.parent)
         fd = os.open(self.db_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)  # owner-only from birth;
         os.close(fd)  # SQLite gives the -wal and -shm files the database file's mode
         conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=10.0)
