@@ -114,10 +114,13 @@ def missing_extra(exc: ModuleNotFoundError, setting: str) -> StorageError:
 
 async def _open_scale_out(database_url: str, object_store_url: str) -> Stores:
     try:
-        from storage.s3_recordings import S3RecordingStore
         from storage.sql.postgres import PgTranscriptStore
     except ModuleNotFoundError as exc:
         raise missing_extra(exc, "CONVERSE_DATABASE_URL") from None
+    try:
+        from storage.s3_recordings import S3RecordingStore
+    except ModuleNotFoundError as exc:  # asyncpg without aiobotocore: a partial install
+        raise missing_extra(exc, "CONVERSE_OBJECT_STORE_URL") from None
 
     recordings = S3RecordingStore(object_store_url)  # parses the URL: a bad one fails before connecting
     transcripts = PgTranscriptStore(database_url)
