@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from storage.errors import StorageError
-from storage.protocols import CallKeyStore, KeyProvider, RecordingStore, TranscriptStore
+from storage.files import private_dir
+from storage.protocols import KeyedTranscriptStore, KeyProvider, RecordingStore, TranscriptStore
 
 DB_NAME = "converse.db"
 RECORDINGS_DIR = "recordings"
@@ -56,12 +56,6 @@ class Stores:
             await self.transcripts.close()
 
 
-def _private_dir(path: Path) -> None:
-    if not path.exists():
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(path, 0o700)
-
-
 async def open_stores(
     data_dir: Path,
     *,
@@ -96,9 +90,9 @@ async def open_stores(
 
 async def _open_local(data_dir: Path) -> Stores:
     from storage.file_recordings import LocalRecordingStore
-    from storage.sqlite_store import LocalTranscriptStore
+    from storage.sql.sqlite import LocalTranscriptStore
 
-    await asyncio.to_thread(_private_dir, data_dir)
+    await asyncio.to_thread(private_dir, data_dir)
     transcripts = LocalTranscriptStore(data_dir / DB_NAME)
     try:
         await transcripts.open()
@@ -120,10 +114,13 @@ def missing_extra(exc: ModuleNotFoundError, setting: str) -> StorageError:
 
 async def _open_scale_out(database_url: str, object_store_url: str) -> Stores:
     try:
-        from storage.pg_store import PgTranscriptStore
-        from storage.s3_recordings import S3RecordingStore
+        from storage.sql.postgres import PgTranscriptStore
     except ModuleNotFoundError as exc:
         raise missing_extra(exc, "CONVERSE_DATABASE_URL") from None
+    try:
+        from storage.s3_recordings import S3RecordingStore
+    except ModuleNotFoundError as exc:  # asyncpg without aiobotocore: a partial install
+        raise missing_extra(exc, "CONVERSE_OBJECT_STORE_URL") from None
 
     recordings = S3RecordingStore(object_store_url)  # parses the URL: a bad one fails before connecting
     transcripts = PgTranscriptStore(database_url)
@@ -148,7 +145,7 @@ async def wrap_stores(
     if spool_dir is not None:
         from storage.spool import SpoolingRecordingStore, SpoolingTranscriptStore
 
-        if not isinstance(transcripts, CallKeyStore):
+        if not isinstance(transcripts, KeyedTranscriptStore):
             raise StorageError("the transcript spool needs a store that keeps call keys")
         spool_dir = Path(spool_dir)
         t_spool = SpoolingTranscriptStore(transcripts, spool_dir / "transcripts")
@@ -159,7 +156,7 @@ async def wrap_stores(
     if keys is not None:
         from storage.sealed_text import SealedTranscriptStore
 
-        if not isinstance(transcripts, CallKeyStore):
+        if not isinstance(transcripts, KeyedTranscriptStore):
             raise StorageError("sealed transcript text needs a store that keeps call keys")
         transcripts = SealedTranscriptStore(transcripts, keys)
     return Stores(transcripts, recordings)
@@ -171,12 +168,12 @@ async def migrate_stores(data_dir: Path, *, database_url: str | None = None) -> 
 
     if database_url is not None:
         try:
-            from storage.pg_store import PgTranscriptStore
+            from storage.sql.postgres import PgTranscriptStore
         except ModuleNotFoundError as exc:
             raise missing_extra(exc, "CONVERSE_DATABASE_URL") from None
         return await PgTranscriptStore(database_url).migrate()
     data_dir = Path(data_dir)
-    await asyncio.to_thread(_private_dir, data_dir)
+    await asyncio.to_thread(private_dir, data_dir)
     return await asyncio.to_thread(migrate.migrate, data_dir / DB_NAME)
 
 

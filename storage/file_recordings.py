@@ -22,19 +22,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from storage.errors import ConflictError, NotFoundError, StorageError, StoreClosedError
+from storage.files import fsync_dir
 from storage.protocols import validate_call_id, validate_track
 
 BUFFER_BYTES = 64 * 1024
 SUFFIX = ".sfr"
 T = TypeVar("T")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _ignore_missing(
@@ -119,8 +112,8 @@ class LocalRecordingSink:
         if sync:
             os.fsync(self._fd)
         if sync_dirs:  # the file's name and its call directory's name must be durable too
-            _fsync_dir(self.path.parent)
-            _fsync_dir(self.path.parent.parent)
+            fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent.parent)
 
 
 class LocalRecordingStore:
@@ -213,7 +206,7 @@ class LocalRecordingStore:
             if not stat.S_ISDIR(st.st_mode):
                 raise StorageError(f"recording path for call {call_id} is not a directory")
             shutil.rmtree(call_dir, onerror=_ignore_missing)  # another pod's retention may race us
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
 
         await self._run(delete)
 

@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from redact.ids import safe_hex_id
 from storage.errors import KeyDestroyedError, KeyError_, KeyFileError
+from storage.files import fsync_dir
 from storage.protocols import CallKeyStore, KeyProvider, TranscriptStore, WrappedKey, format_timestamp
 from storage.sealed_text import text_key_context
 
@@ -200,7 +201,7 @@ class LocalKeyFile:
             pass
         finally:
             os.unlink(tmp)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         return self._read()
 
     def _read(self) -> _KeyFile:
@@ -232,16 +233,8 @@ class LocalKeyFile:
     def _replace(self, state: _KeyFile) -> _KeyFile:
         tmp = self._write_temp(state)
         os.replace(tmp, self.path)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         return self._read()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _parse(path: Path, raw: bytes, ino: tuple[int, int]) -> _KeyFile:

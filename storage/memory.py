@@ -7,10 +7,9 @@ shared between processes. `fail_next(n, exc)` makes the next n operations raise,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import UTC, datetime
 
+from storage.checked import CheckedTranscriptStore, call_not_found
 from storage.errors import ConflictError, NotFoundError, StorageUnavailableError, StoreClosedError
 from storage.protocols import (
     CallInfo,
@@ -19,15 +18,7 @@ from storage.protocols import (
     TrackKey,
     UtteranceRecord,
     WrappedKey,
-    check_call,
-    check_counts,
-    check_end,
-    check_settings,
-    check_track,
-    check_utterance,
-    format_timestamp,
     validate_call_id,
-    validate_org_id,
     validate_track,
 )
 
@@ -50,7 +41,9 @@ class _Faults:
             raise self._exc
 
 
-class MemoryTranscriptStore(_Faults):
+class MemoryTranscriptStore(_Faults, CheckedTranscriptStore):
+    """The TranscriptStore primitives on dicts (the checks are `CheckedTranscriptStore`'s, as for SQL)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.calls: dict[str, CallInfo] = {}
@@ -65,70 +58,48 @@ class MemoryTranscriptStore(_Faults):
         try:
             return self.calls[call_id]
         except KeyError:
-            raise NotFoundError(f"call {call_id} not found") from None
+            raise call_not_found(call_id) from None
 
-    def _need_track(self, call_id: str, track: int) -> TrackInfo:
-        try:
-            return self.tracks[(call_id, track)]
-        except KeyError:
-            raise NotFoundError(f"call {call_id} track {track} not found") from None
+    async def close(self) -> None:
+        self.closed = True
 
-    async def create_call(self, call: CallInfo) -> None:
-        c = check_call(call)
+    async def _insert_call(self, c: CallInfo) -> bool:
         self._op()
-        old = self.calls.get(c.call_id)
-        if old is None:
-            self.calls[c.call_id] = c
-        elif (old.org_id, old.source, old.started_at) != (c.org_id, c.source, c.started_at):
-            raise ConflictError(f"call {c.call_id} already exists with different contents")
+        return self.calls.setdefault(c.call_id, c) is c
 
-    async def end_call(self, call_id: str, ended_at: str, status: str, reason: str | None) -> None:
-        validate_call_id(call_id)
-        ended = check_end(status, ended_at)
+    async def _get_call(self, call_id: str) -> CallInfo | None:
         self._op()
-        call = self._need_call(call_id)
-        self.calls[call_id] = replace(call, ended_at=ended, status=status, end_reason=reason)
+        return self.calls.get(call_id)
 
-    async def fail_active_calls(
-        self, ended_at: str, reason: str, *, pod_id: str | None = None, started_before: datetime | None = None
+    async def _end_call(self, call_id: str, ended: str, status: str, reason: str | None) -> bool:
+        self._op()
+        call = self.calls.get(call_id)
+        if call is not None:
+            self.calls[call_id] = replace(call, ended_at=ended, status=status, end_reason=reason)
+        return call is not None
+
+    async def _fail_active_calls(
+        self, ended: str, reason: str, pod_id: str | None, started_before: str | None
     ) -> list[str]:
-        ended = check_end("failed", ended_at)
-        if pod_id is None and started_before is None:
-            raise ValueError("fail_active_calls needs a pod_id or a started_before")
         self._op()
-        before = None if started_before is None else format_timestamp(started_before)
-        marked = []
-        for c in list(self.calls.values()):
-            if c.ended_at is not None or (pod_id is not None and c.pod_id != pod_id):
-                continue
-            if before is not None and not c.started_at < before:
-                continue
+        stale = [
+            c
+            for c in self.calls.values()
+            if c.ended_at is None
+            and (pod_id is None or c.pod_id == pod_id)
+            and (started_before is None or c.started_at < started_before)
+        ]
+        for c in stale:
             self.calls[c.call_id] = replace(c, ended_at=ended, status="failed", end_reason=reason)
-            marked.append(c.call_id)
-        return sorted(marked)
+        return [c.call_id for c in stale]
 
-    async def get_call(self, call_id: str) -> CallInfo:
-        validate_call_id(call_id)
-        self._op()
-        return self._need_call(call_id)
-
-    async def list_calls(self, org_id: str | None = None) -> list[CallInfo]:
+    async def _list_calls(self, org_id: str | None) -> list[CallInfo]:
         self._op()
         calls = [c for c in self.calls.values() if org_id is None or c.org_id == org_id]
         return sorted(calls, key=lambda c: (c.started_at, c.call_id))
 
-    async def list_calls_ended_before(
-        self,
-        org_id: str,
-        cutoff: datetime,
-        *,
-        limit: int = 500,
-        unended_started_before: datetime | None = None,
-    ) -> list[CallInfo]:
-        validate_org_id(org_id)
+    async def _calls_ended_before(self, org_id: str, before: str, started: str, limit: int) -> list[CallInfo]:
         self._op()
-        before = format_timestamp(cutoff)
-        started = format_timestamp(unended_started_before) if unended_started_before is not None else ""
         due = [
             c
             for c in self.calls.values()
@@ -137,8 +108,7 @@ class MemoryTranscriptStore(_Faults):
         ]
         return sorted(due, key=lambda c: (c.ended_at or c.started_at, c.call_id))[:limit]
 
-    async def delete_call(self, call_id: str) -> bool:
-        validate_call_id(call_id)
+    async def _delete_call(self, call_id: str) -> bool:
         self._op()
         if self.calls.pop(call_id, None) is None:
             return False
@@ -148,53 +118,39 @@ class MemoryTranscriptStore(_Faults):
             del self.utterances[ukey]
         return True
 
-    async def put_track(self, track: TrackInfo) -> None:
-        t = check_track(track)
+    async def _insert_track(self, t: TrackInfo) -> bool:
         self._op()
         self._need_call(t.call_id)
-        old = self.tracks.get((t.call_id, t.track))
-        if old is None:
-            self.tracks[(t.call_id, t.track)] = t
-        elif (old.suite, old.kid, old.wrapped_key) != (t.suite, t.kid, t.wrapped_key):
-            raise ConflictError(f"call {t.call_id} track {t.track} already exists with different contents")
+        return self.tracks.setdefault((t.call_id, t.track), t) is t
 
-    async def update_track_counts(
-        self, call_id: str, track: int, *, received: int, sealed: int, lost: int, duration_s: float
-    ) -> None:
-        validate_call_id(call_id)
-        validate_track(track)
-        duration = check_counts(received, sealed, lost, duration_s)
+    async def _get_track(self, call_id: str, track: int) -> TrackInfo | None:
         self._op()
-        t = self._need_track(call_id, track)
-        self.tracks[(call_id, track)] = replace(
-            t, frames_received=received, frames_sealed=sealed, frames_lost=lost, duration_s=duration
-        )
+        return self.tracks.get((call_id, track))
 
-    async def get_track(self, call_id: str, track: int) -> TrackInfo:
-        validate_call_id(call_id)
-        validate_track(track)
-        self._op()
-        return self._need_track(call_id, track)
-
-    async def list_tracks(self, call_id: str) -> list[TrackInfo]:
-        validate_call_id(call_id)
+    async def _list_tracks(self, call_id: str) -> list[TrackInfo]:
         self._op()
         return [t for k, t in sorted(self.tracks.items()) if k[0] == call_id]
 
-    async def iter_wrapped_keys(self) -> AsyncIterator[TrackKey]:
-        self._op()
-        for key in sorted(self.tracks):
-            t = self.tracks.get(key)  # look again: the store may change between our yields
-            if t is not None and not t.key_destroyed:
-                yield TrackKey(t.call_id, t.track, t.wrapped_key)
-
-    async def replace_wrapped_key(
-        self, call_id: str, track: int, wrapped: WrappedKey, *, expected: WrappedKey | None = None
+    async def _update_track_counts(
+        self, call_id: str, track: int, frames: tuple[int, int, int], duration_s: float
     ) -> bool:
-        validate_call_id(call_id)
-        validate_track(track)
-        if not wrapped.blob:
-            raise ValueError("replace_wrapped_key needs a wrapped key; use destroy_track_key to destroy one")
+        self._op()
+        t = self.tracks.get((call_id, track))
+        if t is not None:
+            received, sealed, lost = frames
+            self.tracks[(call_id, track)] = replace(
+                t, frames_received=received, frames_sealed=sealed, frames_lost=lost, duration_s=duration_s
+            )
+        return t is not None
+
+    async def _wrapped_keys_after(self, after: tuple[str, int], limit: int) -> list[TrackKey]:
+        self._op()
+        keys = sorted(k for k, t in self.tracks.items() if k > after and not t.key_destroyed)[:limit]
+        return [TrackKey(*k, self.tracks[k].wrapped_key) for k in keys]
+
+    async def _replace_wrapped_key(
+        self, call_id: str, track: int, wrapped: WrappedKey, expected: WrappedKey | None
+    ) -> bool:
         self._op()
         t = self.tracks.get((call_id, track))
         if t is None or t.key_destroyed or (expected is not None and t.wrapped_key != expected):
@@ -202,55 +158,52 @@ class MemoryTranscriptStore(_Faults):
         self.tracks[(call_id, track)] = replace(t, wrapped_key=wrapped)
         return True
 
-    async def destroy_track_key(self, call_id: str, track: int) -> bool:
-        validate_call_id(call_id)
-        validate_track(track)
+    async def _destroy_track_key(self, call_id: str, track: int, now: str) -> bool:
         self._op()
         t = self.tracks.get((call_id, track))
         if t is None or t.key_destroyed:
             return False
-        self.tracks[(call_id, track)] = replace(
-            t, wrapped_key=replace(t.wrapped_key, blob=b""), key_destroyed=True
-        )
+        erased = replace(t.wrapped_key, blob=b"")
+        self.tracks[(call_id, track)] = replace(t, wrapped_key=erased, key_destroyed=True)
         return True
 
-    async def append_utterance(self, utt: UtteranceRecord) -> None:
-        u = check_utterance(utt)
+    async def _insert_utterance(self, u: UtteranceRecord) -> bool:
         self._op()
         self._need_call(u.call_id)
-        key = (u.call_id, u.track, u.seq)
-        old = self.utterances.get(key)
-        if old is None:
-            self.utterances[key] = u
-        elif old != u:
-            raise ConflictError(
-                f"utterance {u.call_id}/{u.track}/{u.seq} already exists with different contents"
-            )
+        return self.utterances.setdefault((u.call_id, u.track, u.seq), u) is u
 
-    async def get_utterances(self, call_id: str) -> list[UtteranceRecord]:
-        validate_call_id(call_id)
+    async def _get_utterance(self, call_id: str, track: int, seq: int) -> UtteranceRecord | None:
         self._op()
-        self._need_call(call_id)
-        utts = [u for k, u in self.utterances.items() if k[0] == call_id]
-        return [replace(u, redactions=dict(u.redactions)) for u in sorted(utts, key=_utt_order)]
+        return self.utterances.get((call_id, track, seq))
 
-    async def get_settings(self, org_id: str) -> OrgSettings:
-        validate_org_id(org_id)
+    async def _get_utterances(self, call_id: str) -> list[UtteranceRecord] | None:
         self._op()
-        return self.settings.get(org_id, OrgSettings(org_id))
+        if call_id not in self.calls:
+            return None
+        utts = sorted((u for k, u in self.utterances.items() if k[0] == call_id), key=_utt_order)
+        return [replace(u, redactions=dict(u.redactions)) for u in utts]
 
-    async def put_settings(self, settings: OrgSettings) -> OrgSettings:
-        s = check_settings(settings, datetime.now(UTC))
+    async def _replace_utterance_text(
+        self, call_id: str, track: int, seq: int, expected: str, text: str
+    ) -> bool:
+        self._op()
+        u = self.utterances.get((call_id, track, seq))
+        if u is None or u.text != expected:
+            return False
+        self.utterances[(call_id, track, seq)] = replace(u, text=text)
+        return True
+
+    async def _get_settings(self, org_id: str) -> OrgSettings | None:
+        self._op()
+        return self.settings.get(org_id)
+
+    async def _put_settings(self, s: OrgSettings) -> None:
         self._op()
         self.settings[s.org_id] = s
-        return s
 
-    async def list_settings(self) -> list[OrgSettings]:
+    async def _list_settings(self) -> list[OrgSettings]:
         self._op()
         return [self.settings[k] for k in sorted(self.settings)]
-
-    async def close(self) -> None:
-        self.closed = True
 
 
 def _utt_order(u: UtteranceRecord) -> tuple[float, int, int]:

@@ -1,8 +1,9 @@
 """The narrow protocols the worker talks to, and the records that cross them.
 
-Backends: `storage.local` (SQLite + files, the embedded default), `storage.scale` (PostgreSQL + S3),
-`storage.memory` (in-memory fakes for unit tests). All methods are async; blocking backends run their I/O
-in a thread so the event loop never waits on disk.
+Backends: `storage.local` (SQLite + files, the embedded default), PostgreSQL + S3 (`storage.sql.postgres`,
+`storage.s3_recordings`, opened by `storage.factory` only), `storage.memory` (in-memory fakes for unit
+tests). All methods are async; blocking backends run their I/O in a thread so the event loop never waits on
+disk.
 """
 
 from __future__ import annotations
@@ -243,8 +244,17 @@ class CallKeyStore(Protocol):
         ...
 
 
+@runtime_checkable
 class KeyedTranscriptStore(TranscriptStore, CallKeyStore, Protocol):
     """A TranscriptStore that also keeps call text keys (what `SealedTranscriptStore` wraps)."""
+
+    async def replace_utterance_text(
+        self, call_id: str, track: int, seq: int, *, expected: str, text: str
+    ) -> bool:
+        """Compare-and-set one stored utterance's `text` (re-sealing text stored under an old format):
+        True if its text equalled `expected` and is now `text`. Nothing else of the row, and no other row,
+        changes; a missing utterance gives False."""
+        ...
 
 
 class RecordingSink(Protocol):
@@ -284,7 +294,7 @@ def _check_float(name: str, value: float) -> float:
     return value
 
 
-def _check_count(name: str, value: int) -> int:
+def check_count(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be an int >= 0, got {value!r}")
     return value
@@ -312,21 +322,21 @@ def check_track(track: TrackInfo) -> TrackInfo:
         raise ValueError(f"call {track.call_id} track {track.track}: a new track needs a wrapped key")
     if not 0 <= track.kid < 2**64:
         raise ValueError(f"call {track.call_id} track {track.track}: KID out of range")
-    _check_count("suite", track.suite)
+    check_count("suite", track.suite)
     check_counts(track.frames_received, track.frames_sealed, track.frames_lost, track.duration_s)
     return track
 
 
 def check_counts(received: int, sealed: int, lost: int, duration_s: float) -> float:
     for name, value in (("received", received), ("sealed", sealed), ("lost", lost)):
-        _check_count(name, value)
+        check_count(name, value)
     return _check_float("duration_s", duration_s)
 
 
 def check_utterance(utt: UtteranceRecord) -> UtteranceRecord:
     validate_call_id(utt.call_id)
     validate_track(utt.track)
-    _check_count("seq", utt.seq)
+    check_count("seq", utt.seq)
     start, end = _check_float("start", utt.start), _check_float("end", utt.end)
     if end < start:
         raise ValueError(f"call {utt.call_id} track {utt.track} seq {utt.seq}: end {end} < start {start}")
@@ -334,7 +344,7 @@ def check_utterance(utt: UtteranceRecord) -> UtteranceRecord:
     for name, count in sorted(utt.redactions.items()):
         if not isinstance(name, str):
             raise ValueError("redaction names must be strings")
-        redactions[name] = _check_count(f"redactions[{name!r}]", count)
+        redactions[name] = check_count(f"redactions[{name!r}]", count)
     return replace(
         utt, start=start, end=end, committed_at=canonical_timestamp(utt.committed_at), redactions=redactions
     )

@@ -7,54 +7,23 @@ the unflushed tail. `read_track` lists the parts and concatenates them in order.
 after its last part. A failed upload keeps the bytes and the part number, so the retry writes the same
 object again (idempotent if the first attempt did land).
 
-URL: `s3://BUCKET?endpoint=http://HOST:PORT[&region=R]`; credentials from the standard `AWS_*` variables;
-region defaults to us-east-1; path-style addressing. An endpoint that cannot be reached, times out or answers
-5xx raises StorageUnavailableError.
+The bucket's client, its URL and its error mapping are `storage.s3_client`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-import aiohttp
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
-from botocore.exceptions import BotoCoreError, ClientError
-
-from storage.errors import (
-    ConflictError,
-    NotFoundError,
-    StorageError,
-    StorageUnavailableError,
-    StoreClosedError,
-)
+from storage.errors import ConflictError, NotFoundError, StorageError, StoreClosedError
 from storage.protocols import validate_call_id, validate_track
+from storage.s3_client import S3Bucket
+from storage.s3_client import parse_s3_url as parse_s3_url  # kept for storage/audit_sinks.py until it moves
 
 PART_BYTES = 8 * 1024 * 1024
 _PART = re.compile(r"(\d{8})\.part")
 _DELETE_BATCH = 1000
-
-
-def parse_s3_url(url: str) -> tuple[str, str | None, str]:
-    """`s3://BUCKET?endpoint=...&region=...` -> (bucket, endpoint or None, region)."""
-    parts = urlsplit(url)
-    if parts.scheme != "s3" or not parts.hostname or parts.path not in ("", "/"):
-        raise StorageError("object store URL must look like s3://BUCKET?endpoint=http://HOST:PORT")
-    query = parse_qs(parts.query)
-    unknown = sorted(set(query) - {"endpoint", "region"})
-    if unknown:
-        raise StorageError(f"object store URL has unknown parameters: {', '.join(unknown)}")
-    endpoint = query.get("endpoint", [None])[-1]
-    if endpoint is not None and urlsplit(endpoint).scheme not in ("http", "https"):
-        raise StorageError("object store endpoint must be an http:// or https:// URL")
-    region = query.get("region", [None])[-1] or os.environ.get("AWS_REGION") or "us-east-1"
-    return parts.hostname, endpoint, region
 
 
 def _part_key(call_id: str, track: int, seq: int) -> str:
@@ -128,68 +97,25 @@ class S3RecordingStore:
     """RecordingStore on one S3 bucket. The client is created at the first use (or `open()`)."""
 
     def __init__(self, url: str, *, connect_timeout: float = 3.0, read_timeout: float = 20.0) -> None:
-        self.bucket, self.endpoint, self.region = parse_s3_url(url)
-        self.where = f"s3://{self.bucket}" + (f" at {self.endpoint}" if self.endpoint else "")
-        self._config = AioConfig(
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retries={"max_attempts": 2, "mode": "standard"},  # the spool, not botocore, rides out outages
-            s3={"addressing_style": "path"},
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
+        self.s3 = S3Bucket(
+            url, name="recording store", connect_timeout=connect_timeout, read_timeout=read_timeout
         )
-        self._stack: AsyncExitStack | None = None
-        self._client: Any = None
-        self._opening = asyncio.Lock()
+        self.bucket, self.where = self.s3.bucket, self.s3.where
         self._open: set[tuple[str, int]] = set()
-        self._closed = False
 
     # plumbing -----------------------------------------------------------------------------------------
     async def open(self) -> None:
         """Create the client and check the bucket exists (the worker calls this at start to fail early)."""
-        async with self._s3() as s3:
+        async with self.s3.client() as s3:
             await s3.head_bucket(Bucket=self.bucket)
 
-    async def _ensure_client(self) -> Any:
-        async with self._opening:
-            if self._client is None:
-                stack = AsyncExitStack()
-                session = get_session()
-                self._client = await stack.enter_async_context(
-                    session.create_client(
-                        "s3", endpoint_url=self.endpoint, region_name=self.region, config=self._config
-                    )
-                )
-                self._stack = stack
-            return self._client
-
-    @asynccontextmanager
-    async def _s3(self, what: str = "") -> AsyncIterator[Any]:
-        if self._closed:
-            raise StoreClosedError(f"recording store {self.where} is closed")
-        try:
-            yield await self._ensure_client()
-        except ClientError as exc:
-            err = exc.response.get("Error", {})
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-            code = str(err.get("Code", "?"))
-            if code in ("NoSuchKey", "404", "NotFound") and what:
-                raise NotFoundError(f"{what} not found") from None
-            if code == "NoSuchBucket" or (code in ("404", "NotFound") and not what):
-                raise StorageError(f"bucket {self.bucket} does not exist ({self.where})") from None
-            if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "RequestTimeout"):
-                raise StorageUnavailableError(f"{self.where}: {code} (HTTP {status})") from None
-            raise StorageError(f"{self.where}: {code} (HTTP {status})") from None
-        except (BotoCoreError, aiohttp.ClientError, OSError) as exc:  # refused, reset, timed out
-            raise StorageUnavailableError(f"{self.where}: {type(exc).__name__}") from None
-
     async def _put(self, key: str, data: bytes) -> None:
-        async with self._s3() as s3:
+        async with self.s3.client() as s3:
             await s3.put_object(Bucket=self.bucket, Key=key, Body=data)
 
     async def _list(self, prefix: str) -> list[str]:
         keys: list[str] = []
-        async with self._s3() as s3:
+        async with self.s3.client() as s3:
             token: str | None = None
             while True:
                 kw: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
@@ -219,8 +145,7 @@ class S3RecordingStore:
         """A sink for the track (no request yet: an existing recording is continued at the first upload)."""
         validate_call_id(call_id)
         validate_track(track)
-        if self._closed:
-            raise StoreClosedError(f"recording store {self.where} is closed")
+        self.s3.check_open()
         key = (call_id, track)
         if key in self._open:
             raise ConflictError(f"call {call_id} track {track} is already open for writing")
@@ -241,7 +166,7 @@ class S3RecordingStore:
         for expected, (seq, key) in enumerate(parts):
             if seq != expected:
                 raise StorageError(f"{what}: part {expected:08d} is missing (found {seq:08d})")
-            async with self._s3(what) as s3:
+            async with self.s3.client(what) as s3:
                 resp = await s3.get_object(Bucket=self.bucket, Key=key)
                 async with resp["Body"] as body:
                     out += await body.read()
@@ -255,7 +180,7 @@ class S3RecordingStore:
         keys = await self._list(f"{call_id}/")
         for i in range(0, len(keys), _DELETE_BATCH):
             batch = [{"Key": k} for k in keys[i : i + _DELETE_BATCH]]
-            async with self._s3() as s3:
+            async with self.s3.client() as s3:
                 resp = await s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
             errors = [e for e in resp.get("Errors", []) if e.get("Code") != "NoSuchKey"]
             if errors:
@@ -265,10 +190,4 @@ class S3RecordingStore:
                 )
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        async with self._opening:
-            stack, self._stack, self._client = self._stack, None, None
-        if stack is not None:
-            await stack.aclose()
+        await self.s3.close()

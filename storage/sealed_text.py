@@ -206,6 +206,11 @@ class TranscriptStoreProxy:
     async def replace_call_key(self, call_id: str, wrapped: WrappedKey, *, expected: WrappedKey) -> bool:
         return await self.inner.replace_call_key(call_id, wrapped, expected=expected)
 
+    async def replace_utterance_text(
+        self, call_id: str, track: int, seq: int, *, expected: str, text: str
+    ) -> bool:
+        return await self.inner.replace_utterance_text(call_id, track, seq, expected=expected, text=text)
+
 
 class SealedTranscriptStore(TranscriptStoreProxy):
     """Seals utterance text on the way in and unseals it on the way out; everything else passes through."""
@@ -269,6 +274,12 @@ class SealedTranscriptStore(TranscriptStoreProxy):
             raise SealedTextError(f"call {call_id}: has utterances but no transcript text key")
         key = await self._unwrap(call_id, wrapped)
         return [replace(u, text=unseal_text(key, u.call_id, u.track, u.seq, u.text)) for u in rows]
+
+    async def replace_utterance_text(
+        self, call_id: str, track: int, seq: int, *, expected: str, text: str
+    ) -> bool:
+        # Fail closed: passed through, this would store `text` unsealed. Re-sealing uses the inner store.
+        raise StorageError("stored text is not replaced through the sealing layer")
 
     async def destroy_call_key(self, call_id: str) -> bool:
         self._cache.pop(call_id, None)

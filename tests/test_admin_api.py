@@ -533,7 +533,7 @@ def test_stores_keep_placeholder_names_from_the_fixed_set(tmp_path: Path) -> Non
     import sqlite3
 
     from storage.protocols import UtteranceRecord
-    from storage.sqlite_store import LocalTranscriptStore
+    from storage.sql.sqlite import LocalTranscriptStore
 
     async def run() -> None:
         store = LocalTranscriptStore(tmp_path / "t.db")

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 from storage.keys import LocalKeyFile, key_versions, new_data_key, rewrap_all, track_key_context
-from storage.pg_store import PgTranscriptStore
 from storage.protocols import KeyedTranscriptStore
 from storage.sealed_text import SealedTranscriptStore, text_key_context
-from storage.sqlite_store import LocalTranscriptStore
+from storage.sql.postgres import PgTranscriptStore
+from storage.sql.sqlite import LocalTranscriptStore
 from tests.cli_plant import plant_call
 from tests.servers import pg_server, pg_url
 from tests.storage_contract import make_call, make_track, make_utt

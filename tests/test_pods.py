@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from storage.pg_store import PgTranscriptStore
 from storage.protocols import CallInfo, OrgSettings
+from storage.sql.postgres import PgTranscriptStore
 from tests.serve_util import serve, start_call
 from tests.servers import PostgresServer, SeaweedServer, new_database
 from tests.support import FIXTURES, REPO, json_lines, run_cli

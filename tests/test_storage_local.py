@@ -17,7 +17,7 @@ from storage.factory import Stores, memory_stores, migrate_stores, open_stores
 from storage.file_recordings import LocalRecordingStore
 from storage.memory import MemoryTranscriptStore
 from storage.migrate import Migration
-from storage.sqlite_store import LocalTranscriptStore
+from storage.sql.sqlite import LocalTranscriptStore
 from tests.storage_contract import Backend, StoreContract, make_call, make_track, make_utt
 
 
@@ -97,9 +97,9 @@ async def test_symlinked_call_directory_or_track_file_is_refused(tmp_path: Path)
 
 async def test_sqlite_runs_off_the_event_loop(data_dir: Path) -> None:
     store = LocalTranscriptStore(data_dir / "t.db")
-    name = await store._run(lambda conn: threading.current_thread().name)
+    name = await store.db.call(lambda conn: threading.current_thread().name)
     assert name.startswith("converse-sqlite") and name != threading.current_thread().name
-    pragmas = await store._run(
+    pragmas = await store.db.call(
         lambda conn: [conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("journal_mode", "synchronous")]
     )
     assert pragmas == ["wal", 2]  # synchronous=FULL
@@ -242,7 +242,7 @@ async def test_memory_store_fault_injection() -> None:
 
 
 async def test_key_listing_pages_through_many_tracks(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("storage.sqlite_store.KEY_PAGE", 3)
+    monkeypatch.setattr("storage.checked.KEY_PAGE", 3)
     stores = await open_stores(data_dir)
     for i in range(4):
         await stores.transcripts.create_call(make_call(f"c{i}"))

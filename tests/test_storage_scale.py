@@ -13,10 +13,11 @@ from storage.errors import StorageError, StorageUnavailableError
 from storage.factory import migrate_stores, open_stores
 from storage.keys import LocalKeyFile
 from storage.migrate import bundled_postgres_migrations
-from storage.pg_store import PgTranscriptStore
 from storage.protocols import OrgSettings, format_timestamp
 from storage.retention import run_retention
-from storage.s3_recordings import S3RecordingStore, parse_s3_url
+from storage.s3_client import parse_s3_url
+from storage.s3_recordings import S3RecordingStore
+from storage.sql.postgres import PgTranscriptStore
 from tests.servers import PostgresServer, aws_env, own_servers, pg_server, pg_url, s3_server, s3_url
 from tests.storage_contract import Backend, StoreContract, make_call, make_track, make_utt
 
