@@ -155,18 +155,34 @@ def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], Corouti
         from worker.cli.redact import run as redact
 
         return redact
-    if cmd in ("transcripts", "export"):
-        from worker.cli.transcripts import export, transcripts
+    if cmd == "transcripts":
+        from worker.cli.transcripts import transcripts
 
-        return transcripts if cmd == "transcripts" else export
-    if cmd in ("keys", "migrate", "retention"):
-        from worker.cli.keys import keys, migrate, retention
+        return transcripts
+    if cmd == "export":
+        from worker.cli.export import export
 
-        return {"keys": keys, "migrate": migrate, "retention": retention}[cmd]
-    if cmd in ("audit", "token"):
-        from worker.cli.audit import audit, token
+        return export
+    if cmd == "keys":
+        from worker.cli.keys import keys
 
-        return audit if cmd == "audit" else token
+        return keys
+    if cmd == "migrate":
+        from worker.cli.migrate import migrate
+
+        return migrate
+    if cmd == "retention":
+        from worker.cli.retention import retention
+
+        return retention
+    if cmd == "audit":
+        from worker.cli.audit import audit
+
+        return audit
+    if cmd == "token":
+        from worker.cli.token import token
+
+        return token
     raise CommandError(f"unknown command {cmd!r}")
 
 
