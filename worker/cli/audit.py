@@ -11,7 +11,7 @@ from worker.cli.errors import CommandError
 from worker.cli.guard import security_for
 
 
-async def audit(args: argparse.Namespace) -> int:
+async def run(args: argparse.Namespace) -> int:
     async with security_for(args) as sec:
         log = sec.audit
         actor = actor_of(local_operator(args.org_id))

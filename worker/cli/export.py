@@ -18,7 +18,7 @@ from worker.cli.guard import cli_guard
 from worker.runtime import open_runtime
 
 
-async def export(args: argparse.Namespace) -> int:
+async def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     fmt = args.format or ("wav" if out.suffix.lower() == ".wav" else "ogg")
     resource = f"call/{args.call_id}/track/{args.track}/recording"

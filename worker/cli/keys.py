@@ -11,7 +11,7 @@ from worker.cli.guard import security_for
 from worker.runtime import open_runtime
 
 
-async def keys(args: argparse.Namespace) -> int:
+async def run(args: argparse.Namespace) -> int:
     async with open_runtime(args) as rt, security_for(args, rt) as sec:
         actor = actor_of(local_operator(args.org_id))
         store = rt.stores.transcripts

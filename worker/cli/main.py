@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Final
@@ -138,52 +139,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], Coroutine[Any, Any, int]]:
-    cmd = args.command
-    if cmd == "replay":
-        from worker.cli.replay import run as replay
-
-        return replay
-    if cmd == "serve":
-        from worker.cli.serve import run as serve
-
-        return serve
-    if cmd == "call":
-        from worker.cli.call import run as call
-
-        return call
-    if cmd == "redact":
-        from worker.cli.redact import run as redact
-
-        return redact
-    if cmd == "transcripts":
-        from worker.cli.transcripts import transcripts
-
-        return transcripts
-    if cmd == "export":
-        from worker.cli.export import export
-
-        return export
-    if cmd == "keys":
-        from worker.cli.keys import keys
-
-        return keys
-    if cmd == "migrate":
-        from worker.cli.migrate import migrate
-
-        return migrate
-    if cmd == "retention":
-        from worker.cli.retention import retention
-
-        return retention
-    if cmd == "audit":
-        from worker.cli.audit import audit
-
-        return audit
-    if cmd == "token":
-        from worker.cli.token import token
-
-        return token
-    raise CommandError(f"unknown command {cmd!r}")
+    """`worker.cli.<command>.run`, imported only when that command runs (`redact` loads no aiortc, no model).
+    argparse has already refused any name that is not a subcommand."""
+    run: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = importlib.import_module(
+        f"worker.cli.{args.command}"
+    ).run
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from worker.cli.guard import security_for
 from worker.runtime import open_runtime
 
 
-async def retention(args: argparse.Namespace) -> int:
+async def run(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     if args.now:
         try:

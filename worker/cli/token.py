@@ -16,7 +16,7 @@ from worker.cli.errors import CommandError
 from worker.cli.guard import caller, security_for
 
 
-async def token(args: argparse.Namespace) -> int:
+async def run(args: argparse.Namespace) -> int:
     """`token enroll|issue`, as docs/access.md says: enrolling a user and issuing a token for someone who is
     not enrolled take `manage_users` in that user's organisation (the caller is the token's principal, else
     the local custodian, an Owner of `--org-id`); an enrolled user's TOTP code is their credential, and their

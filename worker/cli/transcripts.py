@@ -8,13 +8,14 @@ import json
 from storage.errors import NotFoundError
 from worker.cli.errors import CommandError
 from worker.cli.guard import cli_guard
+from worker.records import call_json, utterance_json
 from worker.runtime import open_runtime
 
 # How each call came in, by the engine's `source`: a WHIP call is WebRTC, a replay a replay.
 CHANNELS = {"whip": "webrtc", "media-streams": "media-streams", "replay": "replay"}
 
 
-async def transcripts(args: argparse.Namespace) -> int:
+async def run(args: argparse.Namespace) -> int:
     async with open_runtime(args) as rt:
         store = rt.stores.transcripts
         if args.action == "list":
@@ -25,13 +26,7 @@ async def transcripts(args: argparse.Namespace) -> int:
                 if scope is not None and c.org_id != scope:
                     continue
                 row = {
-                    "call_id": c.call_id,
-                    "org_id": c.org_id,
-                    "source": c.source,
-                    "fixture": c.fixture,
-                    "started_at": c.started_at,
-                    "ended_at": c.ended_at,
-                    "status": c.status,
+                    **call_json(c),
                     "channel": CHANNELS.get(c.source, c.source),
                     "external_id": c.external_id,
                 }
@@ -48,19 +43,7 @@ async def transcripts(args: argparse.Namespace) -> int:
                 raise CommandError(f"no call {args.call_id}") from None
         for u in utts:
             if args.json:
-                print(
-                    json.dumps(
-                        {
-                            "call_id": u.call_id,
-                            "track": u.track,
-                            "start": u.start,
-                            "end": u.end,
-                            "text": u.text,
-                            "committed_at": u.committed_at,
-                        },
-                        ensure_ascii=False,
-                    )
-                )
+                print(json.dumps({"call_id": u.call_id, **utterance_json(u)}, ensure_ascii=False))
             else:
                 print(f"[t{u.track} {u.start:7.2f}-{u.end:7.2f}] {u.text}")
         return 0

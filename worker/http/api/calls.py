@@ -9,6 +9,7 @@ from aiohttp import web
 
 from storage.errors import InvalidIdError, NotFoundError
 from storage.protocols import CallInfo, validate_call_id
+from worker import records
 from worker.analytics import placeholder_name
 from worker.app_context import AppContext
 from worker.auth.access import Permission
@@ -61,17 +62,10 @@ async def authorize_call(request: web.Request, permission: Permission, suffix: s
 
 
 def call_json(c: CallInfo, ctx: AppContext) -> dict[str, Any]:
-    esc = ctx.escalations.get(c.call_id)
     return {
-        "call_id": c.call_id,
-        "org_id": c.org_id,
-        "source": c.source,
-        "fixture": c.fixture,
-        "started_at": c.started_at,
-        "ended_at": c.ended_at,
-        "status": c.status,
+        **records.call_json(c),
         "end_reason": c.end_reason,
-        "escalated": c.escalated or esc is not None,
+        "escalated": c.escalated or ctx.escalations.get(c.call_id) is not None,
     }
 
 
@@ -119,10 +113,7 @@ async def get_transcript(request: web.Request) -> web.Response:
         utts = await ctx.stores.transcripts.get_utterances(info.call_id)
     except NotFoundError:
         raise ApiError(404, f"no call {info.call_id}") from None
-    rows = [
-        {"track": u.track, "start": u.start, "end": u.end, "text": u.text, "committed_at": u.committed_at}
-        for u in utts
-    ]
+    rows = [records.utterance_json(u) for u in utts]
     return web.json_response(
         {"call_id": info.call_id, "status": info.status, "utterances": rows},
         headers={"Cache-Control": "no-store"},

@@ -75,25 +75,20 @@ async def put_settings(request: web.Request) -> web.Response:
     store = ctx.stores.transcripts
     current = await store.get_settings(p.org_id)
     try:
-        wanted = apply_changes(current, body)
+        wanted, invalid = apply_changes(current, body), None
     except ValueError as exc:
-        await authorize(
-            request,
-            Permission.CONFIGURE_SECURITY,
-            "settings",
-            org=p.org_id,
-            before=_values(current),
-            details={"invalid": True},
-        )
-        reject(400, str(exc))
-    await authorize(
+        wanted, invalid = None, str(exc)
+    await authorize(  # an invalid body is audited too, with what the settings were
         request,
         Permission.CONFIGURE_SECURITY,
         "settings",
         org=p.org_id,
         before=_values(current),
-        after=_values(wanted),
+        after=None if wanted is None else _values(wanted),
+        details=None if wanted is not None else {"invalid": True},
     )
+    if wanted is None:
+        reject(400, invalid or "invalid settings")
     stored = await store.put_settings(wanted)
     return web.json_response(settings_json(stored))
 
