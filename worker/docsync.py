@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -29,3 +30,22 @@ def main(argv: list[str], module: str, sync_doc: Callable[[str], str]) -> int:
     path = Path(argv[0])
     path.write_text(sync_doc(path.read_text("utf-8")), "utf-8")
     return 0
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One module's generated block: `render()` between `begin` and `END_MARK` of `doc`."""
+
+    module: str
+    doc: str
+    render: Callable[[], str]
+
+    @property
+    def begin(self) -> str:
+        return begin_mark(self.module, self.doc)
+
+    def sync(self, text: str) -> str:
+        return sync(text, self.begin, self.render())
+
+    def main(self, argv: list[str]) -> int:
+        return main(argv, self.module, self.sync)

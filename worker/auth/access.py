@@ -128,17 +128,11 @@ def render_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-BEGIN_MARK: Final = docsync.begin_mark("worker.auth.access", "docs/access.md")
+DOC: Final = docsync.Block("worker.auth.access", "docs/access.md", render_markdown)
+BEGIN_MARK: Final = DOC.begin
 END_MARK: Final = docsync.END_MARK
-
-
-def sync_doc(text: str) -> str:
-    """`text` with the generated block replaced by `render_markdown()`."""
-    return docsync.sync(text, BEGIN_MARK, render_markdown())
-
-
-def main(argv: list[str]) -> int:
-    return docsync.main(argv, "worker.auth.access", sync_doc)
+sync_doc: Final = DOC.sync
+main: Final = DOC.main
 
 
 if __name__ == "__main__":
