@@ -129,10 +129,7 @@ def render_markdown() -> str:
 
 
 DOC: Final = docsync.Block("worker.auth.access", "docs/access.md", render_markdown)
-BEGIN_MARK: Final = DOC.begin
-END_MARK: Final = docsync.END_MARK
-sync_doc: Final = DOC.sync
-main: Final = DOC.main
+BEGIN_MARK, END_MARK, sync_doc, main = DOC.begin, docsync.END_MARK, DOC.sync, DOC.main
 
 
 if __name__ == "__main__":
