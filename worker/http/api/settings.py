@@ -117,7 +117,7 @@ async def put_settings(request: web.Request) -> web.Response:
         details=None if wanted is not None else {"invalid": True},
     )
     if wanted is None:
-        reject(400, invalid or "invalid settings")
+        reject(400, str(invalid))
     stored = await store.put_settings(wanted)
     return web.json_response(settings_json(stored))
 
