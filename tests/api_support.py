@@ -28,7 +28,9 @@ from worker.auth.identity import Authenticator, LocalIssuer
 from worker.auth.security import LOCAL_ISSUER, Security
 from worker.auth.totp import TotpStore
 from worker.calls.engine import Call, Engine, EngineConfig
-from worker.http.api.routes import api_routes, auth_middleware, openapi_spec
+from worker.http.api.routes import api_routes
+from worker.http.auth import auth_middleware
+from worker.http.openapi import openapi_spec
 from worker.metrics import Metrics
 
 ORG = "org-a"

@@ -15,7 +15,8 @@ from tests.support import REPO, need
 from worker.app_context import AppContext
 from worker.auth.access import Permission, Role
 from worker.http import openapi
-from worker.http.api.routes import api_routes, openapi_spec
+from worker.http.api.routes import api_routes
+from worker.http.openapi import openapi_spec
 
 METHODS = {"GET", "PUT", "POST", "DELETE", "PATCH"}
 

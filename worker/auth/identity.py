@@ -45,6 +45,17 @@ class TokenVerifier(Protocol):
     def verify(self, token: str, ip: str | None = None) -> Principal: ...
 
 
+# PyJWT's errors as one line each, most specific first (the first match wins, as in an except chain).
+_JWT_REASONS: Final = (
+    (jwt.ExpiredSignatureError, "token expired"),
+    (jwt.ImmatureSignatureError, "token not yet valid"),
+    (jwt.InvalidAudienceError, "token audience mismatch"),
+    (jwt.InvalidIssuerError, "token issuer mismatch"),
+    (jwt.InvalidAlgorithmError, "token algorithm not allowed"),
+    (jwt.InvalidSignatureError, "token signature invalid"),
+)
+
+
 def _decode(
     token: str, key: Any, algorithms: list[str], issuer: str, audience: str, leeway: float
 ) -> dict[str, Any]:
@@ -58,21 +69,12 @@ def _decode(
             leeway=leeway,
             options={"require": _REQUIRED},
         )
-    except jwt.ExpiredSignatureError:
-        raise IdentityError("token expired") from None
-    except jwt.ImmatureSignatureError:
-        raise IdentityError("token not yet valid") from None
-    except jwt.InvalidAudienceError:
-        raise IdentityError("token audience mismatch") from None
-    except jwt.InvalidIssuerError:
-        raise IdentityError("token issuer mismatch") from None
-    except jwt.InvalidAlgorithmError:
-        raise IdentityError("token algorithm not allowed") from None
-    except jwt.InvalidSignatureError:
-        raise IdentityError("token signature invalid") from None
     except jwt.MissingRequiredClaimError as exc:
         raise IdentityError(f"token lacks claim {exc.claim}") from None
-    except (jwt.InvalidTokenError, jwt.InvalidKeyError, ValueError, TypeError):
+    except jwt.InvalidTokenError as exc:
+        reason = next((r for kind, r in _JWT_REASONS if isinstance(exc, kind)), "token malformed")
+        raise IdentityError(reason) from None
+    except (jwt.InvalidKeyError, ValueError, TypeError):
         raise IdentityError("token malformed") from None
     return claims
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Final
@@ -138,36 +139,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], Coroutine[Any, Any, int]]:
-    cmd = args.command
-    if cmd == "replay":
-        from worker.cli.replay import run as replay
-
-        return replay
-    if cmd == "serve":
-        from worker.cli.serve import run as serve
-
-        return serve
-    if cmd == "call":
-        from worker.cli.call import run as call
-
-        return call
-    if cmd == "redact":
-        from worker.cli.redact import run as redact
-
-        return redact
-    if cmd in ("transcripts", "export"):
-        from worker.cli.transcripts import export, transcripts
-
-        return transcripts if cmd == "transcripts" else export
-    if cmd in ("keys", "migrate", "retention"):
-        from worker.cli.keys import keys, migrate, retention
-
-        return {"keys": keys, "migrate": migrate, "retention": retention}[cmd]
-    if cmd in ("audit", "token"):
-        from worker.cli.audit import audit, token
-
-        return audit if cmd == "audit" else token
-    raise CommandError(f"unknown command {cmd!r}")
+    """`worker.cli.<command>.run`, imported only when that command runs (`redact` loads no aiortc, no model).
+    argparse has already refused any name that is not a subcommand."""
+    run: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = importlib.import_module(
+        f"worker.cli.{args.command}"
+    ).run
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:

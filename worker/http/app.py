@@ -21,7 +21,10 @@ from worker.auth.identity import IdentityError
 from worker.auth.security import actor_of
 from worker.config import HttpSettings
 from worker.http.admission import Admission, AdmissionConfig, admission_middleware, gauge_value
+from worker.http.api.routes import api_routes
+from worker.http.auth import auth_middleware
 from worker.http.cors import Cors
+from worker.http.openapi import openapi_spec
 from worker.telephony.media_streams import media_streams_routes
 from worker.webrtc.e2ee import sframe_hook
 from worker.webrtc.peer import Calls
@@ -181,10 +184,6 @@ def build_app(
     *,
     http: HttpSettings | None = None,
 ) -> web.Application:
-    from worker.http.api.routes import api_routes
-    from worker.http.auth import auth_middleware
-    from worker.http.openapi import openapi_spec
-
     # Admission (load, per-IP offer and failed-auth limits) runs first, before authentication or any body.
     gate = Admission(
         admission or AdmissionConfig.from_env(),

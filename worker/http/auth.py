@@ -35,6 +35,7 @@ from worker.app_context import AppContext
 from worker.auth.access import Permission, Principal, check
 from worker.auth.identity import IdentityError
 from worker.auth.security import actor_of
+from worker.http.api.model import ROUTE
 
 log = structlog.get_logger("worker.http.auth")
 
@@ -114,9 +115,16 @@ async def _append(ctx: AppContext, actor: Actor, action: str, resource: str, out
         raise ApiError(503, "audit log unavailable") from None
 
 
+def permission_of(request: web.Request) -> Permission:
+    """The permission the matched route's typed description names (`worker.http.api.model.Route`)."""
+    try:
+        return request[ROUTE].permission
+    except KeyError:  # a /v1/ handler registered without its description: refuse, loudly
+        raise RuntimeError(f"route {route_name(request)} has no typed description") from None
+
+
 async def authorize(
     request: web.Request,
-    permission: Permission,
     resource: str,
     *,
     org: str | None = None,
@@ -126,13 +134,15 @@ async def authorize(
     after: object = None,
     details: dict[str, Any] | None = None,
 ) -> Principal:
-    """Check `permission` (on a resource of organisation `org`), audit the decision, raise 403/404 if denied.
+    """Check the route's permission (on a resource of organisation `org`), audit the decision, raise 403/404
+    if denied.
 
     `deny`: a reason to refuse even when the role allows it (e.g. the caller does not hold the claim).
     With `not_found` (the message a missing resource gets), a denial caused only by `org` answers 404.
     """
     st = state_of(request)
     p = st.principal
+    permission = permission_of(request)
     decision = check(p, permission, org_id=org)
     allowed, reason = decision.allowed, decision.reason
     foreign = not allowed and check(p, permission).allowed
@@ -157,11 +167,11 @@ async def authorize(
     return p
 
 
-async def precheck(request: web.Request, permission: Permission, resource: str, *, org: str | None) -> None:
-    """Refuse (and audit) early when the role cannot use `permission` at all, before a body is read; the
-    allowed decision is audited later by `authorize`, with what is known then (e.g. before/after)."""
-    if not check(principal_of(request), permission, org_id=org).allowed:
-        await authorize(request, permission, resource, org=org)
+async def precheck(request: web.Request, resource: str, *, org: str | None) -> None:
+    """Refuse (and audit) early when the role cannot use the route's permission at all, before a body is
+    read; the allowed decision is audited later by `authorize`, with what is known then (before/after)."""
+    if not check(principal_of(request), permission_of(request), org_id=org).allowed:
+        await authorize(request, resource, org=org)
 
 
 async def record(

@@ -1,299 +1,98 @@
 """The OpenAPI 3.1 description of the worker's HTTP interface (served as `/openapi.json`).
 
-Every `/v1/` operation names the permission it needs in `x-permission` (and `x-mfa` when it reads PHI), from
-`worker.auth.access`; `docs/api.md` shows the same table (`python -m worker.http.openapi docs/api.md`
-rewrites it).
+The `/v1/` operations and their body schemas come from the routes' typed descriptions
+(`worker.http.api.routes.API`): each names the permission it needs in `x-permission` (and `x-mfa` when it
+reads PHI, from `worker.auth.access`); `docs/api.md` shows the same table
+(`python -m worker.http.openapi docs/api.md` rewrites it).
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any, Final
 
-from worker.auth.access import PHI_PERMISSIONS, Permission
-from worker.http.api.schemas import SCHEMAS, Schema, ref
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
-P = Permission
+from worker import docsync
+from worker.auth.access import PHI_PERMISSIONS, Permission
+from worker.http.api import schemas
+from worker.http.api.model import CALL_ID, Media, Route, Schema
+from worker.http.api.routes import API
+
 JSON: Final = "application/json"
+REF: Final = "#/components/schemas/{model}"
 
 _ERRORS: Final = {
-    "400": "Invalid id, parameter or body",
-    "401": "Missing, invalid or expired bearer token",
-    "403": "The caller's role lacks the permission, or `mfa` is missing for a PHI read",
-    "404": "No such resource in the caller's organisation",
-    "409": "Conflict: state does not allow it, or stored data failed an integrity check",
-    "413": "Request body too large",
-    "415": "Request body must be application/json",
-    "501": "Not supported by this worker yet",
-    "503": "Unavailable: draining, overloaded, or the audit log cannot be written",
+    400: "Invalid id, parameter or body",
+    401: "Missing, invalid or expired bearer token",
+    403: "The caller's role lacks the permission, or `mfa` is missing for a PHI read",
+    404: "No such resource in the caller's organisation",
+    409: "Conflict: state does not allow it, or stored data failed an integrity check",
+    413: "Request body too large",
+    415: "Request body must be application/json",
+    501: "Not supported by this worker yet",
+    503: "Unavailable: draining, overloaded, or the audit log cannot be written",
 }
-
-CALL_ID: Final = {
-    "name": "call_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
-}
-TRACK: Final = {
-    "name": "track",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "integer", "minimum": 0, "maximum": 1023},
-}
+_STATUS: Final = {200: "OK", 201: "Created"}
 
 
-def _json(schema: str, description: str) -> Schema:
-    return {"description": description, "content": {JSON: {"schema": ref(schema)}}}
+def ref(model: type[BaseModel]) -> Schema:
+    return {"$ref": REF.format(model=model.__name__)}
 
 
-def _op(
-    op_id: str,
-    summary: str,
-    permission: Permission | None,
-    ok: dict[str, Schema],
-    errors: tuple[str, ...] = (),
-    params: tuple[Schema, ...] = (),
-    body: str | None = None,
-    secured: bool = True,
-) -> Schema:
-    responses: dict[str, Schema] = dict(ok)
-    codes = (*(("401", "403") if secured else ()), *errors)
-    for code in codes:
-        responses[code] = _json("Error", _ERRORS[code])
-    op: Schema = {"operationId": op_id, "summary": summary, "responses": responses}
-    if params:
-        op["parameters"] = list(params)
-    if body is not None:
-        op["requestBody"] = {"required": True, "content": {JSON: {"schema": ref(body)}}}
-    if not secured:
-        op["security"] = []
-    if permission is not None:
-        op["x-permission"] = permission.value
-        op["x-mfa"] = permission in PHI_PERMISSIONS
+def _json(model: type[BaseModel], description: str) -> Schema:
+    return {"description": description, "content": {JSON: {"schema": ref(model)}}}
+
+
+def _operation(route: Route) -> Schema:
+    """One `/v1/` operation, all of it from the route's typed description."""
+    ok = route.response
+    responses: dict[str, Schema] = {
+        str(route.status): {"description": ok.description, "content": ok.content}
+        if isinstance(ok, Media)
+        else _json(ok, _STATUS[route.status])
+    }
+    for code in (401, 403, *route.errors):
+        responses[str(code)] = _json(schemas.Error, _ERRORS[code])
+    op: Schema = {"operationId": route.operation_id, "summary": route.summary, "responses": responses}
+    if route.params:
+        op["parameters"] = list(route.params)
+    if route.body is not None:
+        op["requestBody"] = {"required": True, "content": {JSON: {"schema": ref(route.body)}}}
+    op["x-permission"] = route.permission.value
+    op["x-mfa"] = route.permission in PHI_PERMISSIONS
     return op
 
 
-_DEFAULT_STATUS: Final = {"201": "Created", "200": "OK"}
-
-
-def _ok(schema: str, status: str = "200") -> dict[str, Schema]:
-    return {status: _json(schema, _DEFAULT_STATUS[status])}
-
-
 def _v1_paths() -> dict[str, dict[str, Schema]]:
-    body_errs = ("400", "413", "415", "503")
-    return {
-        "/v1/settings": {
-            "get": _op(
-                "getSettings", "The organisation's security settings", P.READ_SETTINGS, _ok("Settings")
-            ),
-            "put": _op(
-                "putSettings",
-                "Change security settings (audited with before and after values)",
-                P.CONFIGURE_SECURITY,
-                _ok("Settings"),
-                body_errs,
-                body="SettingsUpdate",
-            ),
-        },
-        "/v1/calls": {
-            "get": _op(
-                "listCalls", "Calls of the organisation (metadata only)", P.LIST_CALLS, _ok("CallList")
-            )
-        },
-        "/v1/calls/{call_id}": {
-            "get": _op(
-                "getCall",
-                "One call: metadata, tracks, redaction counts (no text)",
-                P.LIST_CALLS,
-                _ok("CallDetail"),
-                ("400", "404"),
-                (CALL_ID,),
-            )
-        },
-        "/v1/calls/{call_id}/transcript": {
-            "get": _op(
-                "getTranscript",
-                "The stored, redacted transcript",
-                P.READ_TRANSCRIPTS,
-                _ok("Transcript"),
-                ("400", "404"),
-                (CALL_ID,),
-            )
-        },
-        "/v1/calls/{call_id}/tracks/{track}/recording": {
-            "get": _op(
-                "exportRecording",
-                "Unseal and download one track's recording (Ogg Opus or WAV)",
-                P.EXPORT_RECORDINGS,
-                {
-                    "200": {
-                        "description": "The recording",
-                        "content": {
-                            "audio/ogg": {"schema": {"type": "string", "contentMediaType": "audio/ogg"}},
-                            "audio/wav": {"schema": {"type": "string", "contentMediaType": "audio/wav"}},
-                        },
-                    }
-                },
-                ("400", "404", "409"),
-                (
-                    CALL_ID,
-                    TRACK,
-                    {
-                        "name": "format",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"enum": ["ogg", "wav"], "default": "ogg"},
-                    },
-                ),
-            )
-        },
-        "/v1/calls/{call_id}/escalate": {
-            "post": _op(
-                "escalateCall",
-                "Mark an active call escalated",
-                P.ESCALATE_CALL,
-                _ok("Escalation", "201"),
-                ("400", "404", "409"),
-                (CALL_ID,),
-            )
-        },
-        "/v1/escalations": {
-            "get": _op(
-                "listEscalations",
-                "Escalated active calls (ids and state only)",
-                P.LIST_ESCALATED,
-                _ok("EscalationList"),
-            )
-        },
-        "/v1/calls/{call_id}/claim": {
-            "post": _op(
-                "claimCall",
-                "Claim an escalated call",
-                P.CLAIM_ESCALATED,
-                _ok("Escalation"),
-                ("400", "404", "409"),
-                (CALL_ID,),
-            )
-        },
-        "/v1/calls/{call_id}/release": {
-            "post": _op(
-                "releaseCall",
-                "Release a claimed call",
-                P.CLAIM_ESCALATED,
-                _ok("Escalation"),
-                ("400", "404", "409"),
-                (CALL_ID,),
-            )
-        },
-        "/v1/calls/{call_id}/live": {
-            "get": _op(
-                "liveView",
-                "Server-Sent Events of the call's live transcript (unredacted, memory only): `event: "
-                "partial|final` with data {track, text, start, end}, then `event: ended` with {call_id, "
-                "reason}. Callers without read_transcripts must hold the call's claim.",
-                P.LIVE_VIEW_CLAIMED,
-                {
-                    "200": {
-                        "description": "An event stream",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                    }
-                },
-                ("400", "404", "503"),
-                (CALL_ID,),
-            )
-        },
-        "/v1/calls/{call_id}/sframe-keys": {
-            "post": _op(
-                "provisionSFrameKeys",
-                "Give an active call a participant's SFrame keys (E2EE)",
-                P.CONFIGURE_SECURITY,
-                _ok("SFrameKeysAccepted"),
-                (*body_errs, "404", "501"),
-                (CALL_ID,),
-                body="SFrameKeys",
-            )
-        },
-        "/v1/analytics": {
-            "get": _op(
-                "analytics",
-                "Aggregates for the organisation (no ids, no text)",
-                P.READ_ANALYTICS,
-                _ok("Analytics"),
-            )
-        },
-        "/v1/audit": {
-            "get": _op(
-                "readAudit",
-                "Audit entries after `since`, oldest first",
-                P.READ_AUDIT,
-                _ok("AuditPage"),
-                ("400",),
-                (
-                    {
-                        "name": "since",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "integer", "minimum": 0, "default": 0},
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-                    },
-                ),
-            )
-        },
-        "/v1/audit/verify": {
-            "get": _op(
-                "verifyAudit",
-                "Recompute the Merkle tree and check checkpoints",
-                P.VERIFY_AUDIT,
-                _ok("AuditVerify"),
-            )
-        },
-        "/v1/audit/checkpoint": {
-            "post": _op(
-                "checkpointAudit",
-                "Write a signed checkpoint now",
-                P.VERIFY_AUDIT,
-                _ok("Checkpoint", "201"),
-                ("409",),
-            )
-        },
-        "/v1/audit/proof/{seq}": {
-            "get": _op(
-                "auditProof",
-                "RFC 9162 inclusion proof of one entry",
-                P.READ_AUDIT,
-                _ok("InclusionProof"),
-                ("400", "404", "409"),
-                (
-                    {
-                        "name": "seq",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "integer", "minimum": 1},
-                    },
-                ),
-            )
-        },
-        "/v1/keys/rotate": {
-            "post": _op(
-                "rotateKeys", "Rotate the KEK and re-wrap every track key", P.MANAGE_KEYS, _ok("KeyRotation")
-            )
-        },
-        "/v1/retention/run": {
-            "post": _op(
-                "runRetention",
-                "Delete calls past their retention period now",
-                P.RUN_RETENTION,
-                _ok("RetentionRun"),
-            )
-        },
-    }
+    paths: dict[str, dict[str, Schema]] = {}
+    for route in API:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    return paths
+
+
+def _components() -> dict[str, Schema]:
+    """Every type the routes name (and those the other paths use), as JSON Schema 2020-12."""
+    models: set[type[BaseModel]] = {schemas.Error, schemas.Health, schemas.Readiness}
+    for route in API:
+        models.update(m for m in (route.body, route.response) if isinstance(m, type))
+    ordered = sorted(models, key=lambda m: m.__name__)
+    _, defs = models_json_schema([(m, "validation") for m in ordered], ref_template=REF)
+    return {name: _untitled(schema) for name, schema in sorted(defs.get("$defs", {}).items())}
+
+
+def _untitled(schema: Any, in_properties: bool = False) -> Any:
+    """`schema` without pydantic's generated titles (the names say it); a property called `title` stays."""
+    if isinstance(schema, dict):
+        return {
+            k: _untitled(v, k == "properties" and not in_properties)
+            for k, v in schema.items()
+            if in_properties or k != "title"
+        }
+    if isinstance(schema, list):
+        return [_untitled(v) for v in schema]
+    return schema
 
 
 def _other_paths() -> dict[str, dict[str, Schema]]:
@@ -354,7 +153,9 @@ def _other_paths() -> dict[str, dict[str, Schema]]:
                 "operationId": "healthz",
                 "summary": "Liveness",
                 "security": [],
-                "responses": {"200": {"description": "Alive", "content": {JSON: {"schema": ref("Health")}}}},
+                "responses": {
+                    "200": {"description": "Alive", "content": {JSON: {"schema": ref(schemas.Health)}}}
+                },
             }
         },
         "/readyz": {
@@ -363,8 +164,11 @@ def _other_paths() -> dict[str, dict[str, Schema]]:
                 "summary": "Readiness (503 while draining)",
                 "security": [],
                 "responses": {
-                    "200": {"description": "Ready", "content": {JSON: {"schema": ref("Readiness")}}},
-                    "503": {"description": "Not ready", "content": {JSON: {"schema": ref("Readiness")}}},
+                    "200": _json(schemas.Readiness, "Ready"),
+                    "503": {
+                        "description": "Not ready",
+                        "content": {JSON: {"schema": ref(schemas.Readiness)}},
+                    },
                 },
             }
         },
@@ -403,7 +207,7 @@ def openapi_spec() -> dict[str, Any]:
         "paths": {**_v1_paths(), **_other_paths()},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
-            "schemas": SCHEMAS,
+            "schemas": _components(),
         },
     }
 
@@ -421,22 +225,8 @@ def render_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-BEGIN_MARK: Final = "<!-- BEGIN GENERATED by `python -m worker.http.openapi docs/api.md`; do not edit -->\n"
-END_MARK: Final = "<!-- END GENERATED -->\n"
-
-
-def sync_doc(text: str) -> str:
-    start, end = text.index(BEGIN_MARK) + len(BEGIN_MARK), text.index(END_MARK)
-    return text[:start] + render_markdown() + text[end:]
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m worker.http.openapi DOC.md", file=sys.stderr)
-        return 2
-    path = Path(argv[0])
-    path.write_text(sync_doc(path.read_text("utf-8")), "utf-8")
-    return 0
+DOC: Final = docsync.Block("worker.http.openapi", "docs/api.md", render_markdown)
+BEGIN_MARK, END_MARK, sync_doc, main = DOC.begin, docsync.END_MARK, DOC.sync, DOC.main
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from storage.audit import AuditError, AuditTamperedError
 from storage.audit_store import MAX_PAGE
 from worker.auth.access import Permission
 from worker.calls.analytics import org_analytics
+from worker.http.api import schemas
+from worker.http.api.model import Route, query
 from worker.http.auth import ApiError, authorize, ctx_of, principal_of
 
 DEFAULT_PAGE: Final = 100
@@ -33,9 +35,7 @@ async def read_audit(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     since = _int_param(request, "since", 0, 0, _MAX_SEQ)
     limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    await authorize(
-        request, Permission.READ_AUDIT, "audit", org=ctx.org_id, details={"since": since, "limit": limit}
-    )
+    await authorize(request, "audit", org=ctx.org_id, details={"since": since, "limit": limit})
     entries = await ctx.security.audit.entries(since, limit)
     last = entries[-1].get("seq") if entries else None
     return web.json_response({"entries": entries, "next_since": last if isinstance(last, int) else since})
@@ -43,7 +43,7 @@ async def read_audit(request: web.Request) -> web.Response:
 
 async def verify_audit(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
-    await authorize(request, Permission.VERIFY_AUDIT, "audit", org=ctx.org_id)
+    await authorize(request, "audit", org=ctx.org_id)
     findings = await ctx.security.audit.verify()
     rows = [
         {"kind": f.kind, "message": f.message, "seq": f.seq, "checkpoint": f.checkpoint} for f in findings
@@ -53,7 +53,7 @@ async def verify_audit(request: web.Request) -> web.Response:
 
 async def checkpoint(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
-    await authorize(request, Permission.VERIFY_AUDIT, "audit/checkpoints", org=ctx.org_id)
+    await authorize(request, "audit/checkpoints", org=ctx.org_id)
     try:
         cp = await ctx.security.audit.checkpoint()
     except AuditTamperedError as exc:
@@ -67,7 +67,7 @@ async def proof(request: web.Request) -> web.Response:
     if not raw.isdigit() or len(raw) > 16 or not 1 <= int(raw) <= _MAX_SEQ:
         raise ApiError(400, "seq must be a positive integer")
     seq = int(raw)
-    await authorize(request, Permission.READ_AUDIT, f"audit/{seq}", org=ctx.org_id)
+    await authorize(request, f"audit/{seq}", org=ctx.org_id)
     try:
         result = await ctx.security.audit.inclusion_proof(seq)
     except AuditError as exc:
@@ -79,16 +79,66 @@ async def proof(request: web.Request) -> web.Response:
 
 async def analytics(request: web.Request) -> web.Response:
     ctx, p = ctx_of(request), principal_of(request)
-    await authorize(request, Permission.READ_ANALYTICS, "analytics", org=p.org_id)
+    await authorize(request, "analytics", org=p.org_id)
     result = await org_analytics(ctx.stores.transcripts, p.org_id)
     return web.json_response(result.to_json())
 
 
-def routes() -> list[web.RouteDef]:
-    return [
-        web.get("/v1/audit", read_audit),
-        web.get("/v1/audit/verify", verify_audit),
-        web.post("/v1/audit/checkpoint", checkpoint),
-        web.get("/v1/audit/proof/{seq}", proof),
-        web.get("/v1/analytics", analytics),
-    ]
+ROUTES: Final = (
+    Route(
+        "GET",
+        "/v1/audit",
+        read_audit,
+        "readAudit",
+        "Audit entries after `since`, oldest first",
+        Permission.READ_AUDIT,
+        schemas.AuditPage,
+        errors=(400,),
+        params=(
+            query("since", {"type": "integer", "minimum": 0, "default": 0}),
+            query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE}),
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/audit/verify",
+        verify_audit,
+        "verifyAudit",
+        "Recompute the Merkle tree and check checkpoints",
+        Permission.VERIFY_AUDIT,
+        schemas.AuditVerify,
+    ),
+    Route(
+        "POST",
+        "/v1/audit/checkpoint",
+        checkpoint,
+        "checkpointAudit",
+        "Write a signed checkpoint now",
+        Permission.VERIFY_AUDIT,
+        schemas.Checkpoint,
+        status=201,
+        errors=(409,),
+    ),
+    Route(
+        "GET",
+        "/v1/audit/proof/{seq}",
+        proof,
+        "auditProof",
+        "RFC 9162 inclusion proof of one entry",
+        Permission.READ_AUDIT,
+        schemas.InclusionProof,
+        errors=(400, 404, 409),
+        params=(
+            {"name": "seq", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}},
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/analytics",
+        analytics,
+        "analytics",
+        "Aggregates for the organisation (no ids, no text)",
+        Permission.READ_ANALYTICS,
+        schemas.Analytics,
+    ),
+)

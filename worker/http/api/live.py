@@ -15,10 +15,7 @@ cannot take every slot.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import inspect
 import json
 import time
 from collections import Counter
@@ -30,80 +27,15 @@ from aiohttp import web
 from worker.auth.access import Permission, check
 from worker.calls.contracts import LiveEvent
 from worker.calls.engine import Call
-from worker.calls.escalations import Escalation
-from worker.http.api.calls import authorize_call, call_id_of, call_resource
-from worker.http.auth import ApiError, authorize, ctx_of, precheck, principal_of, read_json, state_of
+from worker.http.api.calls import active_call, call_id_of, call_resource
+from worker.http.api.model import CALL_ID, Media, Route
+from worker.http.auth import ApiError, authorize, ctx_of, precheck, principal_of, state_of
 
 KEEPALIVE_S: Final = 15.0
 LIVE_MAX_S: Final = 4 * 3600.0
 LIVE_MAX_VIEWERS: Final = 64
 LIVE_MAX_PER_ORG: Final = 16
 LIVE_MAX_PER_USER: Final = 4
-SFRAME_SUITES: Final = range(1, 6)  # RFC 9605 section 4.5
-MAX_SFRAME_KEYS: Final = 16
-SFRAME_KEY_BYTES: Final = range(16, 65)
-
-
-def escalation_json(esc: Escalation, me: str, active: bool) -> dict[str, Any]:
-    return {
-        "call_id": esc.call_id,
-        "state": "claimed" if esc.claimed_by else "open",
-        "claimed_by": esc.claimed_by,
-        "claimed_by_me": esc.claimed_by == me,
-        "active": active,
-    }
-
-
-def _active(request: web.Request, call_id: str) -> Call | None:
-    return ctx_of(request).engine.get_call(call_id)
-
-
-async def escalate(request: web.Request) -> web.Response:
-    ctx, p = ctx_of(request), principal_of(request)
-    info = await authorize_call(request, Permission.ESCALATE_CALL, "/escalation")
-    if _active(request, info.call_id) is None:
-        raise ApiError(409, f"call {info.call_id} is not active")
-    esc = ctx.escalations.escalate(info.call_id, p.user_id)
-    return web.json_response(escalation_json(esc, p.user_id, True), status=201)
-
-
-async def list_escalations(request: web.Request) -> web.Response:
-    ctx, p = ctx_of(request), principal_of(request)
-    await authorize(request, Permission.LIST_ESCALATED, "escalations", org=p.org_id)
-    out = []
-    for esc in ctx.escalations.list():
-        live = _active(request, esc.call_id)
-        if live is None:
-            ctx.escalations.forget(esc.call_id)  # the call ended: nothing left to claim
-            continue
-        if live.info.org_id == p.org_id:
-            out.append(escalation_json(esc, p.user_id, True))
-    return web.json_response({"escalations": out})
-
-
-async def _claim_or_release(request: web.Request, claim: bool) -> web.Response:
-    ctx, p = ctx_of(request), principal_of(request)
-    info = await authorize_call(request, Permission.CLAIM_ESCALATED, "/escalation")
-    if ctx.escalations.get(info.call_id) is None or _active(request, info.call_id) is None:
-        raise ApiError(404, f"call {info.call_id} is not an active escalated call")
-    try:
-        if claim:
-            esc = ctx.escalations.claim(info.call_id, p.user_id)
-        else:
-            esc = ctx.escalations.release(info.call_id, p.user_id)
-    except PermissionError as exc:
-        raise ApiError(409, str(exc)) from None
-    except LookupError as exc:
-        raise ApiError(404, str(exc)) from None
-    return web.json_response(escalation_json(esc, p.user_id, True))
-
-
-async def claim(request: web.Request) -> web.Response:
-    return await _claim_or_release(request, True)
-
-
-async def release(request: web.Request) -> web.Response:
-    return await _claim_or_release(request, False)
 
 
 def _holds_claim(request: web.Request, call_id: str) -> bool:
@@ -153,16 +85,15 @@ VIEWERS = ViewerSlots()  # the pod's live streams (one event loop per process)
 
 async def live_view(request: web.Request) -> web.StreamResponse:
     p = principal_of(request)
-    await precheck(request, Permission.LIVE_VIEW_CLAIMED, call_resource(request, "/live"), org=None)
+    await precheck(request, call_resource(request, "/live"), org=None)
     call_id = call_id_of(request)
-    call = _active(request, call_id)
+    call = active_call(request, call_id)
     needs_claim = not check(p, Permission.READ_TRANSCRIPTS).allowed
     deny = None
     if call is not None and needs_claim and not _holds_claim(request, call_id):
         deny = f"live view of call {call_id} requires holding its claim"
     await authorize(
         request,
-        Permission.LIVE_VIEW_CLAIMED,
         f"call/{call_id}/live",
         org=call.info.org_id if call is not None else None,
         deny=deny,
@@ -238,79 +169,18 @@ async def _stream(request: web.Request, call: Call, needs_claim: bool) -> web.St
     return resp
 
 
-def _parse_keys(body: dict[str, Any]) -> tuple[int, dict[int, bytes]]:
-    unknown = set(body) - {"suite", "keys"}
-    if unknown:
-        raise ValueError("body takes only suite and keys")
-    suite = body.get("suite", 4)
-    if isinstance(suite, bool) or not isinstance(suite, int) or suite not in SFRAME_SUITES:
-        raise ValueError("suite must be an RFC 9605 cipher suite number 1-5")
-    keys = body.get("keys")
-    if not isinstance(keys, dict) or not 0 < len(keys) <= MAX_SFRAME_KEYS:
-        raise ValueError(f"keys must be an object of 1-{MAX_SFRAME_KEYS} kid: base64url key entries")
-    parsed: dict[int, bytes] = {}
-    for position, (kid_text, key_text) in enumerate(keys.items(), start=1):
-        if not (kid_text.isascii() and kid_text.isdigit()) or len(kid_text) > 20 or int(kid_text) >= 2**64:
-            raise ValueError(f"keys entry {position}: kid must be an integer 0..2^64-1")
-        if not isinstance(key_text, str) or len(key_text) > 200:
-            raise ValueError(f"keys entry {position}: key must be base64url")
-        try:
-            padded = key_text.rstrip("=") + "=" * (-len(key_text.rstrip("=")) % 4)
-            key = base64.b64decode(padded, altchars=b"-_", validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError(f"keys entry {position}: key must be base64url") from None
-        if len(key) not in SFRAME_KEY_BYTES:
-            raise ValueError(f"keys entry {position}: key must be 16-64 bytes")
-        parsed[int(kid_text)] = key
-    return suite, parsed
-
-
-async def sframe_keys(request: web.Request) -> web.Response:
-    """Never logs or audits key bytes: the audit entry names the suite and the kids only."""
-    await precheck(request, Permission.CONFIGURE_SECURITY, call_resource(request, "/sframe-keys"), org=None)
-    call_id = call_id_of(request)
-    body = await read_json(request)
-    try:
-        suite, keys = _parse_keys(body)
-    except ValueError as exc:
-        error: str | None = str(exc)
-        suite, keys = 0, {}
-    else:
-        error = None
-    call = _active(request, call_id)
-    await authorize(
-        request,
-        Permission.CONFIGURE_SECURITY,
-        f"call/{call_id}/sframe-keys",
-        org=call.info.org_id if call is not None else None,
-        not_found=f"no active call {call_id}",
-        details={"suite": suite, "kids": sorted(keys), "invalid": error is not None},
-    )
-    del body
-    if error is not None:
-        raise ApiError(400, error)
-    if call is None:
-        raise ApiError(404, f"no active call {call_id}")
-    add = getattr(call, "add_sframe_keys", None)
-    if add is None:
-        raise ApiError(501, "this worker cannot take SFrame keys through the API")
-    try:
-        result = add(suite, keys)
-        if inspect.isawaitable(result):
-            await result
-    except ValueError as exc:  # the call's refusal (not E2EE, suite differs, KID known); names kids, not keys
-        raise ApiError(
-            400, f"keys refused: {str(exc).splitlines()[0][:200] if str(exc) else 'invalid'}"
-        ) from None
-    return web.json_response({"call_id": call_id, "suite": suite, "kids": sorted(keys)})
-
-
-def routes() -> list[web.RouteDef]:
-    return [
-        web.post("/v1/calls/{call_id}/escalate", escalate),
-        web.get("/v1/escalations", list_escalations),
-        web.post("/v1/calls/{call_id}/claim", claim),
-        web.post("/v1/calls/{call_id}/release", release),
-        web.get("/v1/calls/{call_id}/live", live_view),
-        web.post("/v1/calls/{call_id}/sframe-keys", sframe_keys),
-    ]
+ROUTES: Final = (
+    Route(
+        "GET",
+        "/v1/calls/{call_id}/live",
+        live_view,
+        "liveView",
+        "Server-Sent Events of the call's live transcript (unredacted, memory only): `event: "
+        "partial|final` with data {track, text, start, end}, then `event: ended` with {call_id, "
+        "reason}. Callers without read_transcripts must hold the call's claim.",
+        Permission.LIVE_VIEW_CLAIMED,
+        Media("An event stream", {"text/event-stream": {"schema": {"type": "string"}}}),
+        errors=(400, 404, 503),
+        params=(CALL_ID,),
+    ),
+)

@@ -23,6 +23,7 @@ from storage.keys import track_key_context
 from storage.protocols import MAX_TRACKS
 from worker.auth.access import Permission
 from worker.http.api.calls import authorize_call
+from worker.http.api.model import CALL_ID, TRACK, Media, Route, query
 from worker.http.auth import ApiError, ctx_of
 
 log = structlog.get_logger("worker.http.api.recording")
@@ -43,7 +44,7 @@ async def export_recording(request: web.Request) -> web.StreamResponse:
     fmt = request.query.get("format", "ogg")
     if fmt not in FORMATS:
         raise ApiError(400, "format must be ogg or wav")
-    call = await authorize_call(request, Permission.EXPORT_RECORDINGS, f"/track/{track}/recording")
+    call = await authorize_call(request, f"/track/{track}/recording")
     cid = call.call_id
     try:
         info = await ctx.stores.transcripts.get_track(cid, track)
@@ -99,5 +100,19 @@ async def export_recording(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-def routes() -> list[web.RouteDef]:
-    return [web.get("/v1/calls/{call_id}/tracks/{track}/recording", export_recording)]
+ROUTES: Final = (
+    Route(
+        "GET",
+        "/v1/calls/{call_id}/tracks/{track}/recording",
+        export_recording,
+        "exportRecording",
+        "Unseal and download one track's recording (Ogg Opus or WAV)",
+        Permission.EXPORT_RECORDINGS,
+        Media(
+            "The recording",
+            {t: {"schema": {"type": "string", "contentMediaType": t}} for t in FORMATS.values()},
+        ),
+        errors=(400, 404, 409),
+        params=(CALL_ID, TRACK, query("format", {"enum": list(FORMATS), "default": "ogg"})),
+    ),
+)

@@ -1,41 +1,41 @@
-"""The admin API under `/v1/`: every route, assembled for `worker.http.app`.
+"""The admin API under `/v1/`: every route's typed description (`worker.http.api.model.Route`), by group.
 
-`api_routes(ctx)` returns the route table; `worker.http.auth.auth_middleware(ctx)` must wrap the app (it
-authenticates, keeps the principal and the context on the request, and audits);
-`worker.http.openapi.openapi_spec()`
-describes it all. Each handler lives in a small module by topic:
+`API` is what `api_routes` registers and what `worker.http.openapi` documents; `worker.http.auth
+.auth_middleware(ctx)` must wrap the app (it authenticates, keeps the principal and the context on the
+request, and audits). Each handler lives in a small module by topic:
 
 - `worker.http.api.settings`: settings, KEK rotation, retention run
 - `worker.http.api.calls`: calls (list, detail), stored transcripts
 - `worker.http.api.recording`: recording export
-- `worker.http.api.live`: escalation, the live view (SSE), SFrame key provisioning
+- `worker.http.api.escalation`: escalation (mark, queue, claim, release)
+- `worker.http.api.live`: the live view (SSE)
+- `worker.http.api.e2ee_keys`: SFrame key provisioning
 - `worker.http.api.audit`: audit log, analytics
 """
 
 from __future__ import annotations
 
+from typing import Final
+
 from aiohttp import web
 
 from worker.app_context import AppContext
-from worker.http.api import audit as api_audit
-from worker.http.api import calls as api_calls
-from worker.http.api import live as api_live
-from worker.http.api import recording as api_recording
-from worker.http.api import settings as api_settings
-from worker.http.auth import auth_middleware
-from worker.http.openapi import openapi_spec
+from worker.http.api import audit, calls, e2ee_keys, escalation, live, recording, settings
+from worker.http.api.model import Route
 
-__all__ = ["api_routes", "auth_middleware", "openapi_spec"]
+API: Final[tuple[Route, ...]] = (
+    *settings.ROUTES,
+    *calls.ROUTES,
+    *recording.ROUTES,
+    *escalation.ROUTES,
+    *live.ROUTES,
+    *e2ee_keys.ROUTES,
+    *audit.ROUTES,
+)
 
 
 def api_routes(ctx: AppContext) -> list[web.RouteDef]:
     """The `/v1/` routes. Handlers reach `ctx` through the request (set by `auth_middleware(ctx)`), so the
     middleware is required: without it every route answers 401."""
     del ctx  # the middleware carries it; the parameter keeps the assembly explicit
-    return [
-        *api_settings.routes(),
-        *api_calls.routes(),
-        *api_recording.routes(),
-        *api_live.routes(),
-        *api_audit.routes(),
-    ]
+    return [route.route_def() for route in API]
